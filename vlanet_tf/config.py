@@ -1,0 +1,120 @@
+"""Typed configuration for the model and for training.
+
+Library code takes these dataclasses; only the `main`s read absl flags and turn them
+into configs (see `vlanet_tf.flags`). Every [open] choice of the method has a field here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Sequence
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Everything that fixes the network's structure (SPEC §1-7, §9)."""
+
+    # Query side (eq. 1).
+    vocab_size: int = 2
+    word_dim: int = 300
+    hidden_dim: int = 256  # D, shared by query and proposal features.
+    gru_layers: int = 1
+    train_embeddings: bool = False
+
+    # Video side (eq. 2).
+    feature_dim: int = 4096
+    proposal_mode: str = "sliding"  # "sliding" (Charades-STA) or "didemo" (21 moments).
+    fps: float = 24.0
+    stride_frames: int = 8
+    window_frames: Sequence[int] = (176, 208, 240)
+    didemo_segments: int = 6
+    segment_seconds: float = 5.0
+
+    # Cross-modal part (eqs. 3-13) and the ablations of SPEC §9.
+    use_surrogate_selection: bool = True
+    use_self_attention: bool = True
+    use_cross_attention: bool = True
+    cross_steps: int = 3
+    share_cross_weights: bool = False
+    vla_reduction: str = "mean"  # "mean" [decided] or "sum".
+    attention_init_scale: float = 1.0  # stddev of W1, W2 init, in units of 1/sqrt(D).
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.window_frames = tuple(int(w) for w in self.window_frames)
+        if self.proposal_mode not in ("sliding", "didemo"):
+            raise ValueError(
+                f"proposal_mode must be 'sliding' or 'didemo', got {self.proposal_mode!r}"
+            )
+        if self.vla_reduction not in ("mean", "sum"):
+            raise ValueError(
+                f"vla_reduction must be 'mean' or 'sum', got {self.vla_reduction!r}"
+            )
+        if self.cross_steps < 1:
+            raise ValueError(f"cross_steps must be >= 1, got {self.cross_steps}")
+        if self.proposal_mode == "sliding":
+            if self.stride_frames <= 0 or not self.window_frames:
+                raise ValueError(
+                    "sliding proposals need stride_frames > 0 and at least one window, "
+                    f"got stride_frames={self.stride_frames}, "
+                    f"window_frames={self.window_frames}"
+                )
+            if any(w <= 0 for w in self.window_frames):
+                raise ValueError(f"window_frames must be > 0, got {self.window_frames}")
+
+    @property
+    def num_scales(self) -> int:
+        """L: windows per segment group."""
+        if self.proposal_mode == "didemo":
+            return self.didemo_segments
+        return len(self.window_frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["window_frames"] = list(self.window_frames)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How the model is optimised (eq. 14 and the [open] choices of SPEC §6)."""
+
+    margin: float = 0.5  # Δ of eq. 14.
+    num_negatives: int = 1
+    gather_negatives: bool = False  # Draw negatives from the global batch.
+    optimizer: str = "adamw"  # "adamw" | "adam" | "sgd".
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0
+    clipnorm: float = 5.0
+    batch_size: int = 64  # Global batch size.
+    epochs: int = 20
+    seed: int = 1234
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def save_json(path: str, obj: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load_json(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,16 @@
+"""VLANet's Keras layers, one per file; importing this registers them for loading."""
+
+from vlanet_tf.layers.cascaded_cross_modal_attention import CascadedCrossModalAttention
+from vlanet_tf.layers.dense_attention import DenseAttention
+from vlanet_tf.layers.proposal_builder import ProposalBuilder, proposal_windows
+from vlanet_tf.layers.query_encoder import QueryEncoder
+from vlanet_tf.layers.surrogate_select import SurrogateSelect
+
+__all__ = [
+    "CascadedCrossModalAttention",
+    "DenseAttention",
+    "ProposalBuilder",
+    "QueryEncoder",
+    "SurrogateSelect",
+    "proposal_windows",
+]

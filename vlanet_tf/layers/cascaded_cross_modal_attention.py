@@ -1,0 +1,166 @@
+"""Cascaded Cross-modal Attention and the video-level similarity, eqs. 9-13 of VLANet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from vlanet_tf.layers.dense_attention import DenseAttention
+from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, l2_normalize
+
+
+def _masked(log_scale: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    return tf.where(mask, log_scale, tf.cast(MASKED_LOG_WEIGHT, log_scale.dtype))
+
+
+@keras.saving.register_keras_serializable(package="vlanet_tf")
+class CascadedCrossModalAttention(keras.layers.Layer):
+    """Self-attention, then cross-attention in series, then c = E(v_comp, Q).
+
+    Shapes: B batch, N video rows (K surrogates, or K·L proposals without surrogate
+    selection), M words, D hidden size.
+
+    1. Self-attention (eqs. 9-10): V <- A(V, V); Q <- A(Q, Q).
+    2. Cross-attention (eqs. 11-12), `cross_steps` steps alternating Q2V, V2Q, Q2V, ...:
+       V <- A(V, Q), Q <- A(Q, V), ... Each step has its own W1, W2 unless
+       `share_cross_weights`, where all V-updates share one pair and all Q-updates
+       another.
+    3. v_comp = sum_k V_k and c = E(v_comp, Q) with its own W1, W2 (eq. 13).
+
+    A only re-weights rows, so the rows are kept as (direction, log scale): the final
+    V_k is exp(log_scale_k) s_k. Products of many softmax weights underflow float32 for
+    long videos; their logs do not. v_comp's direction is computed from the softmax of
+    the log scales, which equals the direction of the plain sum.
+
+    Call:
+        inputs: dict with `video` [B, N, D] and `query` [B, M, D] (unit rows),
+        `video_mask` bool [B, N], `query_mask` bool [B, M], and `fallback_scores`
+        [B, N], used as localisation scores when no step updates V.
+    Returns:
+        dict with `similarity` [B] (c), `scores` [B, N] (log of the weight each video
+        row carries into v_comp; MASKED_LOG_WEIGHT where masked), `query_log_scale`
+        [B, M], `attention_map` [B, N, M] (outer product of the final V and Q, each
+        normalised to unit total weight; SPEC §10).
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int = 256,
+        use_self_attention: bool = True,
+        use_cross_attention: bool = True,
+        cross_steps: int = 3,
+        share_cross_weights: bool = False,
+        reduction: str = "mean",
+        init_scale: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if cross_steps < 1:
+            raise ValueError(f"cross_steps must be >= 1, got {cross_steps}")
+        self.hidden_dim = hidden_dim
+        self.use_self_attention = use_self_attention
+        self.use_cross_attention = use_cross_attention
+        self.cross_steps = cross_steps
+        self.share_cross_weights = share_cross_weights
+        self.reduction = reduction
+        self.init_scale = init_scale
+
+        def attention(name: str) -> DenseAttention:
+            return DenseAttention(
+                hidden_dim, reduction, init_scale, dtype=self.dtype_policy, name=name
+            )
+
+        self.self_video = attention("self_video") if use_self_attention else None
+        self.self_query = attention("self_query") if use_self_attention else None
+        self.cross = []
+        if use_cross_attention:
+            if share_cross_weights:
+                shared = [attention("cross_q2v"), attention("cross_v2q")]
+                self.cross = [shared[i % 2] for i in range(cross_steps)]
+            else:
+                self.cross = [
+                    attention(f"cross_{i}_{'q2v' if i % 2 == 0 else 'v2q'}")
+                    for i in range(cross_steps)
+                ]
+        self.similarity_head = attention("similarity")
+
+    @property
+    def updates_video(self) -> bool:
+        return self.use_self_attention or self.use_cross_attention
+
+    def build(self, input_shape: dict[str, tuple]) -> None:
+        video, query = input_shape["video"], input_shape["query"]
+        if self.use_self_attention:
+            self.self_video.build({"x": video, "y": video})
+            self.self_query.build({"x": query, "y": query})
+        for i, layer in enumerate(self.cross):
+            if not layer.built:
+                x, y = (video, query) if i % 2 == 0 else (query, video)
+                layer.build({"x": x, "y": y})
+        self.similarity_head.build({"x": (video[0], 1, video[-1]), "y": query})
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        video, query = inputs["video"], inputs["query"]
+        video_mask, query_mask = inputs["video_mask"], inputs["query_mask"]
+        v_log = _masked(tf.zeros(tf.shape(video)[:2], video.dtype), video_mask)
+        q_log = _masked(tf.zeros(tf.shape(query)[:2], query.dtype), query_mask)
+
+        def step(layer, x, x_mask, x_log, y, y_mask, y_log):
+            out = layer(
+                {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "y_log_scale": y_log}
+            )
+            return _masked(x_log + out["log_weights"], x_mask)
+
+        if self.use_self_attention:
+            v_new = step(self.self_video, video, video_mask, v_log, video, video_mask, v_log)
+            q_log = step(self.self_query, query, query_mask, q_log, query, query_mask, q_log)
+            v_log = v_new
+        for i, layer in enumerate(self.cross):
+            if i % 2 == 0:
+                v_log = step(layer, video, video_mask, v_log, query, query_mask, q_log)
+            else:
+                q_log = step(layer, query, query_mask, q_log, video, video_mask, v_log)
+
+        v_share = tf.nn.softmax(v_log, axis=-1)
+        v_share = tf.where(video_mask, v_share, tf.zeros_like(v_share))
+        v_comp = l2_normalize(tf.einsum("bn,bnd->bd", v_share, video))
+        similarity = self.similarity_head.vla(v_comp[:, None, :], query, query_mask, q_log)
+        q_share = tf.where(query_mask, tf.nn.softmax(q_log, axis=-1), tf.zeros_like(q_log))
+        attention_map = tf.einsum(
+            "bnd,bmd->bnm", video * v_share[..., None], query * q_share[..., None]
+        )
+        if self.updates_video:
+            scores = v_log
+        else:
+            scores = _masked(inputs["fallback_scores"], video_mask)
+        return {
+            "similarity": similarity[:, 0],
+            "scores": scores,
+            "query_log_scale": q_log,
+            "attention_map": attention_map,
+        }
+
+    def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
+        b, n, _ = input_shape["video"]
+        m = input_shape["query"][1]
+        return {
+            "similarity": (b,),
+            "scores": (b, n),
+            "query_log_scale": (b, m),
+            "attention_map": (b, n, m),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            hidden_dim=self.hidden_dim,
+            use_self_attention=self.use_self_attention,
+            use_cross_attention=self.use_cross_attention,
+            cross_steps=self.cross_steps,
+            share_cross_weights=self.share_cross_weights,
+            reduction=self.reduction,
+            init_scale=self.init_scale,
+        )
+        return config

@@ -1,0 +1,121 @@
+"""Dense Attention and the VLA function, eqs. 7-8 of VLANet."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, l2_normalize, masked_log_softmax
+
+
+@keras.saving.register_keras_serializable(package="vlanet_tf")
+class DenseAttention(keras.layers.Layer):
+    """A(X, Y) = diag(softmax_n E(x_n, Y)) X with E the VLA function (eqs. 7-8).
+
+    Shapes: B batch, N rows of X, M rows of Y, D hidden size.
+
+    E(x_n, Y) = reduce_m tanh((W1 x̂_n) · (W2 ŷ_m)), where x̂, ŷ are the rows'
+    directions. Because A only re-weights rows, a row of X is always its original
+    direction times the product of the weights it received; E is computed on the
+    direction (SPEC §5) and the product is carried as a log scale by the caller, which
+    keeps a 90-group video finite after any number of steps. The rows' scales still
+    matter on the Y side: the reduction over m is a mean weighted by the Y rows'
+    current scales (softmax of `y_log_scale` over valid rows), which is the plain
+    mean over valid m [decided] while Y has not been re-weighted. `reduction="sum"`
+    multiplies that mean by the number of valid rows (the paper's sum).
+
+    W1 and W2 start as N(0, (init_scale / sqrt(D))^2), so E is near 0 and the
+    attention near uniform at initialisation; SPEC §5 reports that a sharp start keeps
+    the full cascade from learning.
+
+    Call:
+        inputs: dict with `x` [B, N, D], `y` [B, M, D], and optional `x_mask` bool
+        [B, N], `y_mask` bool [B, M] (default: all valid) and `y_log_scale` [B, M]
+        (default: log of the Y rows' norms).
+    Returns:
+        dict with `outputs` [B, N, D] = A(X, Y), `weights` [B, N] (0 on masked rows),
+        `log_weights` [B, N] (MASKED_LOG_WEIGHT on masked rows), `energy` [B, N] = E.
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int = 256,
+        reduction: str = "mean",
+        init_scale: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.hidden_dim = hidden_dim
+        self.reduction = reduction
+        self.init_scale = float(init_scale)
+        init = keras.initializers.RandomNormal(stddev=self.init_scale / math.sqrt(hidden_dim))
+        self.w1 = keras.layers.Dense(
+            hidden_dim, use_bias=False, kernel_initializer=init, dtype=self.dtype_policy, name="w1"
+        )
+        self.w2 = keras.layers.Dense(
+            hidden_dim, use_bias=False, kernel_initializer=init, dtype=self.dtype_policy, name="w2"
+        )
+
+    def build(self, input_shape: dict[str, tuple]) -> None:
+        self.w1.build(input_shape["x"])
+        self.w2.build(input_shape["y"])
+
+    def vla(
+        self,
+        x: tf.Tensor,
+        y: tf.Tensor,
+        y_mask: tf.Tensor | None = None,
+        y_log_scale: tf.Tensor | None = None,
+    ) -> tf.Tensor:
+        """E(x_n, Y) for every row n: float32 [B, N], in (-1, 1) with `mean`."""
+        if y_mask is None:
+            y_mask = tf.ones(tf.shape(y)[:2], tf.bool)
+        if y_log_scale is None:
+            y_log_scale = tf.math.log(tf.maximum(tf.norm(y, axis=-1), 1e-30))
+        a = self.w1(l2_normalize(x))
+        b = self.w2(l2_normalize(y))
+        pairwise = tf.tanh(tf.einsum("bnd,bmd->bnm", a, b))
+        mix = tf.exp(masked_log_softmax(y_log_scale, y_mask))  # [B, M], 0 where masked
+        energy = tf.einsum("bnm,bm->bn", pairwise, mix)
+        if self.reduction == "sum":
+            energy *= tf.reduce_sum(tf.cast(y_mask, energy.dtype), axis=-1, keepdims=True)
+        return energy
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        x, y = inputs["x"], inputs["y"]
+        x_mask = inputs.get("x_mask")
+        if x_mask is None:
+            x_mask = tf.ones(tf.shape(x)[:2], tf.bool)
+        energy = self.vla(x, y, inputs.get("y_mask"), inputs.get("y_log_scale"))
+        log_weights = masked_log_softmax(energy, x_mask)
+        weights = tf.where(x_mask, tf.exp(log_weights), tf.zeros_like(log_weights))
+        return {
+            "outputs": x * weights[..., None],
+            "weights": weights,
+            "log_weights": log_weights,
+            "energy": energy,
+        }
+
+    def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
+        b, n, d = input_shape["x"]
+        return {
+            "outputs": (b, n, d),
+            "weights": (b, n),
+            "log_weights": (b, n),
+            "energy": (b, n),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            hidden_dim=self.hidden_dim, reduction=self.reduction, init_scale=self.init_scale
+        )
+        return config
+
+
+__all__ = ["DenseAttention", "MASKED_LOG_WEIGHT"]

@@ -1,0 +1,199 @@
+"""Segment-group proposals and their features, eq. 2 of VLANet."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from vlanet_tf.layers.ops import l2_normalize
+
+# Tolerance, in clips, when turning window seconds into clip indices: a window that ends
+# a hair after a clip boundary because of float rounding must not take the next clip.
+_CLIP_EPS = 1e-4
+
+
+def proposal_windows(
+    duration: tf.Tensor,
+    video_length: tf.Tensor,
+    *,
+    proposal_mode: str = "sliding",
+    fps: float = 24.0,
+    stride_frames: int = 8,
+    window_frames: Sequence[int] = (176, 208, 240),
+    didemo_segments: int = 6,
+    segment_seconds: float = 5.0,
+) -> dict[str, tf.Tensor]:
+    """The K x L windows of every video in a batch (SPEC §2).
+
+    Args:
+        duration: float32 [B], seconds.
+        video_length: int32 [B], number of valid clips.
+
+    Returns:
+        dict with `windows` float32 [B, K, L, 2] (start, end) seconds, `mask` bool
+        [B, K, L], and `clip_start`, `clip_end` int32 [B, K, L]: the half-open range of
+        clips each window covers. K is the largest number of groups in the batch.
+
+    Sliding mode: group k starts at k * stride / fps seconds and exists while its start
+    is before the video's end; group 0 always exists. Windows are clipped at the end.
+    Clip features are spread evenly over the duration. DiDeMo mode: K = L = the number
+    of segments; window (k, l) covers segments k .. k + l and is valid only when it
+    stays inside the video's segments, which gives the 21 canonical moments for 6.
+    """
+    duration = tf.cast(duration, tf.float32)
+    video_length = tf.cast(video_length, tf.int32)
+    has_clips = (video_length > 0) & (duration > 0.0)
+    if proposal_mode == "didemo":
+        n = didemo_segments
+        k = tf.range(n)[:, None]
+        l = tf.range(n)[None, :]
+        start_seg = tf.broadcast_to(k, (n, n))
+        end_seg = k + l + 1
+        geometry_valid = end_seg <= n
+        windows = tf.stack(
+            [tf.cast(start_seg, tf.float32), tf.cast(end_seg, tf.float32)], axis=-1
+        ) * segment_seconds
+        batch = tf.shape(duration)[0]
+        windows = tf.broadcast_to(windows[None], (batch, n, n, 2))
+        t = video_length[:, None, None]
+        clip_start = tf.minimum(start_seg[None], t - 1)
+        clip_end = tf.minimum(end_seg[None], t)
+        mask = geometry_valid[None] & has_clips[:, None, None]
+    elif proposal_mode == "sliding":
+        stride_s = float(stride_frames) / fps
+        widths = tf.constant([w / fps for w in window_frames], tf.float32)
+        num_groups = tf.maximum(
+            tf.cast(tf.math.ceil(tf.reduce_max(duration) / stride_s), tf.int32), 1
+        )
+        starts = tf.cast(tf.range(num_groups), tf.float32) * stride_s  # [K]
+        group_exists = (starts[None, :] < duration[:, None]) | (
+            tf.range(num_groups)[None, :] == 0
+        )  # [B, K]
+        start = tf.broadcast_to(
+            starts[None, :, None], (tf.shape(duration)[0], num_groups, len(window_frames))
+        )
+        end = tf.minimum(start + widths[None, None, :], duration[:, None, None])
+        windows = tf.stack([start, end], axis=-1)
+        clips_per_second = tf.math.divide_no_nan(
+            tf.cast(video_length, tf.float32), duration
+        )[:, None, None]
+        t = video_length[:, None, None]
+        clip_start = tf.cast(tf.floor(start * clips_per_second + _CLIP_EPS), tf.int32)
+        clip_start = tf.clip_by_value(clip_start, 0, tf.maximum(t - 1, 0))
+        clip_end = tf.cast(tf.math.ceil(end * clips_per_second - _CLIP_EPS), tf.int32)
+        clip_end = tf.clip_by_value(clip_end, clip_start + 1, tf.maximum(t, 1))
+        mask = group_exists[:, :, None] & has_clips[:, None, None]
+        mask = tf.broadcast_to(mask, tf.shape(clip_start))
+    else:
+        raise ValueError(
+            f"proposal_mode must be 'sliding' or 'didemo', got {proposal_mode!r}"
+        )
+    return {
+        "windows": windows,
+        "mask": mask,
+        "clip_start": clip_start,
+        "clip_end": clip_end,
+    }
+
+
+@keras.saving.register_keras_serializable(package="vlanet_tf")
+class ProposalBuilder(keras.layers.Layer):
+    """Proposal features p_lk: mean of the covered clips -> Dense -> L2 (eq. 2).
+
+    Shapes: B batch, T clips, F feature size, K segment groups, L scales, D hidden_dim.
+
+    Call:
+        inputs: dict with `video_features` float32 [B, T, F] (zero-padded),
+        `video_length` int32 [B] (valid clips) and `duration` float32 [B] (seconds).
+    Returns:
+        dict with `proposals` float32 [B, K, L, D] (unit rows, zero where masked),
+        `windows` float32 [B, K, L, 2] seconds, `mask` bool [B, K, L].
+
+    The fully-connected layer is affine, so the mean of projected clips equals the
+    projection of the mean. Projecting first and pooling with prefix sums makes the cost
+    O(T F D + K L D) instead of O(K L F).
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int = 256,
+        proposal_mode: str = "sliding",
+        fps: float = 24.0,
+        stride_frames: int = 8,
+        window_frames: Sequence[int] = (176, 208, 240),
+        didemo_segments: int = 6,
+        segment_seconds: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.proposal_mode = proposal_mode
+        self.fps = float(fps)
+        self.stride_frames = int(stride_frames)
+        self.window_frames = tuple(int(w) for w in window_frames)
+        self.didemo_segments = int(didemo_segments)
+        self.segment_seconds = float(segment_seconds)
+        self.projection = keras.layers.Dense(
+            hidden_dim, dtype=self.dtype_policy, name="proposal_projection"
+        )
+        if proposal_mode not in ("sliding", "didemo"):
+            raise ValueError(
+                f"proposal_mode must be 'sliding' or 'didemo', got {proposal_mode!r}"
+            )
+
+    def _geometry(self) -> dict[str, Any]:
+        return dict(
+            proposal_mode=self.proposal_mode,
+            fps=self.fps,
+            stride_frames=self.stride_frames,
+            window_frames=self.window_frames,
+            didemo_segments=self.didemo_segments,
+            segment_seconds=self.segment_seconds,
+        )
+
+    @property
+    def num_scales(self) -> int:
+        if self.proposal_mode == "didemo":
+            return self.didemo_segments
+        return len(self.window_frames)
+
+    def build(self, input_shape: dict[str, tuple]) -> None:
+        self.projection.build(input_shape["video_features"])
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features = inputs["video_features"]
+        geometry = proposal_windows(
+            inputs["duration"], inputs["video_length"], **self._geometry()
+        )
+        projected = self.projection(features)  # [B, T, D]
+        prefix = tf.pad(tf.cumsum(projected, axis=1), [[0, 0], [1, 0], [0, 0]])
+        shape = tf.shape(geometry["clip_start"])
+        flat_start = tf.reshape(geometry["clip_start"], [shape[0], -1])
+        flat_end = tf.reshape(geometry["clip_end"], [shape[0], -1])
+        total = tf.gather(prefix, flat_end, batch_dims=1) - tf.gather(
+            prefix, flat_start, batch_dims=1
+        )
+        count = tf.cast(tf.maximum(flat_end - flat_start, 1), total.dtype)[..., None]
+        pooled = tf.reshape(
+            total / count, tf.concat([shape, [self.hidden_dim]], axis=0)
+        )
+        mask = geometry["mask"]
+        proposals = l2_normalize(pooled) * tf.cast(mask, pooled.dtype)[..., None]
+        return {"proposals": proposals, "windows": geometry["windows"], "mask": mask}
+
+    def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
+        b = input_shape["video_features"][0]
+        k = self.didemo_segments if self.proposal_mode == "didemo" else None
+        return {
+            "proposals": (b, k, self.num_scales, self.hidden_dim),
+            "windows": (b, k, self.num_scales, 2),
+            "mask": (b, k, self.num_scales),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, **self._geometry())
+        config["window_frames"] = list(self.window_frames)
+        return config

@@ -1,0 +1,100 @@
+"""Surrogate Proposal Selection, eqs. 3-6 of VLANet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT
+
+
+@keras.saving.register_keras_serializable(package="vlanet_tf")
+class SurrogateSelect(keras.layers.Layer):
+    """Picks, in every segment group, the proposal closest to the query (eqs. 3-6).
+
+    Shapes: B batch, K segment groups, L scales, D hidden size.
+
+    Call:
+        inputs: dict with `proposals` float32 [B, K, L, D] (unit rows), `windows`
+        float32 [B, K, L, 2], `mask` bool [B, K, L], `query_last` float32 [B, D] (w_M,
+        a unit vector).
+    Returns:
+        dict with `surrogates` float32 [B, K, D] (s_k = p_{l'k}), `windows` float32
+        [B, K, 2] (each surrogate's start/end seconds), `mask` bool [B, K] (the group
+        has at least one valid window), `index` int32 [B, K] (l'), `cosine` float32
+        [B, K] (cos(s_k, w_M); 0 for empty groups).
+
+    The argmax is not differentiated. With `method="gather"` the surrogate is read with
+    `tf.gather` at l', whose gradient is a scatter into the selected proposal only; with
+    `method="mask"` it is the sum of the proposals times a stop-gradient one-hot mask.
+    Either way the non-selected proposals of a group get exactly zero gradient. Masked
+    windows score MASKED_LOG_WEIGHT and so are never selected while a valid one exists.
+
+    `enabled=False` is the "without surrogate selection" ablation (SPEC §9): every
+    proposal becomes a row, so the outputs have N = K·L rows instead of K.
+    """
+
+    def __init__(self, method: str = "gather", enabled: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if method not in ("gather", "mask"):
+            raise ValueError(f"method must be 'gather' or 'mask', got {method!r}")
+        self.method = method
+        self.enabled = enabled
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        proposals = inputs["proposals"]
+        mask = inputs["mask"]
+        cosine = tf.einsum("bkld,bd->bkl", proposals, inputs["query_last"])
+        if not self.enabled:
+            return self._all_proposals(proposals, inputs["windows"], mask, cosine)
+        masked = tf.where(mask, cosine, tf.cast(MASKED_LOG_WEIGHT, cosine.dtype))
+        index = tf.argmax(tf.stop_gradient(masked), axis=-1, output_type=tf.int32)
+        if self.method == "gather":
+            surrogates = tf.gather(proposals, index, axis=2, batch_dims=2)
+        else:
+            one_hot = tf.stop_gradient(
+                tf.one_hot(index, tf.shape(proposals)[2], dtype=proposals.dtype)
+            )
+            surrogates = tf.reduce_sum(proposals * one_hot[..., None], axis=2)
+        windows = tf.gather(inputs["windows"], index, axis=2, batch_dims=2)
+        group_mask = tf.reduce_any(mask, axis=-1)
+        selected_cosine = tf.gather(cosine, index, axis=2, batch_dims=2)
+        selected_cosine = tf.where(group_mask, selected_cosine, tf.zeros_like(selected_cosine))
+        return {
+            "surrogates": surrogates,
+            "windows": windows,
+            "mask": group_mask,
+            "index": index,
+            "cosine": selected_cosine,
+        }
+
+    @staticmethod
+    def _all_proposals(proposals, windows, mask, cosine) -> dict[str, tf.Tensor]:
+        shape = tf.shape(proposals)
+        n = shape[1] * shape[2]
+        return {
+            "surrogates": tf.reshape(proposals, [shape[0], n, shape[3]]),
+            "windows": tf.reshape(windows, [shape[0], n, 2]),
+            "mask": tf.reshape(mask, [shape[0], n]),
+            "index": tf.zeros([shape[0], n], tf.int32),
+            "cosine": tf.reshape(tf.where(mask, cosine, tf.zeros_like(cosine)), [shape[0], n]),
+        }
+
+    def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
+        b, k, l, d = input_shape["proposals"]
+        if not self.enabled:
+            k = None if k is None or l is None else k * l
+        return {
+            "surrogates": (b, k, d),
+            "windows": (b, k, 2),
+            "mask": (b, k),
+            "index": (b, k),
+            "cosine": (b, k),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(method=self.method, enabled=self.enabled)
+        return config

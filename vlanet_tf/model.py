@@ -1,0 +1,264 @@
+"""The VLANet functional model and its margin-contrastive trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vlanet_tf.config import ModelConfig
+from vlanet_tf.layers import (
+    CascadedCrossModalAttention,
+    ProposalBuilder,
+    QueryEncoder,
+    SurrogateSelect,
+)
+from vlanet_tf.losses import margin_hinge, select_negatives
+
+INPUT_KEYS = ("query_tokens", "video_features", "video_length", "duration")
+
+
+def model_inputs(feature_dim: int) -> dict[str, keras.KerasTensor]:
+    """The four inputs every VLANet graph takes (docs/ARCHITECTURE.md)."""
+    return {
+        "query_tokens": keras.Input((None,), dtype="int32", name="query_tokens"),
+        "video_features": keras.Input(
+            (None, feature_dim), dtype="float32", name="video_features"
+        ),
+        "video_length": keras.Input((), dtype="int32", name="video_length"),
+        "duration": keras.Input((), dtype="float32", name="duration"),
+    }
+
+
+def build_vlanet(config: ModelConfig) -> keras.Model:
+    """The functional VLANet: dict of inputs -> dict of outputs.
+
+    Outputs: `similarity` [B] (eq. 13), `scores` [B, N] (SPEC §7), `moments` [B, N, 2]
+    seconds, `valid` bool [B, N], `attention_map` [B, N, M] (SPEC §10).
+    """
+    inputs = model_inputs(config.feature_dim)
+    query_encoder = QueryEncoder(
+        config.vocab_size,
+        config.word_dim,
+        config.hidden_dim,
+        config.gru_layers,
+        config.train_embeddings,
+        name="query_encoder",
+    )
+    proposal_builder = ProposalBuilder(
+        config.hidden_dim,
+        config.proposal_mode,
+        config.fps,
+        config.stride_frames,
+        config.window_frames,
+        config.didemo_segments,
+        config.segment_seconds,
+        name="proposal_builder",
+    )
+    surrogate_select = SurrogateSelect(
+        enabled=config.use_surrogate_selection, name="surrogate_select"
+    )
+    cascade = CascadedCrossModalAttention(
+        config.hidden_dim,
+        config.use_self_attention,
+        config.use_cross_attention,
+        config.cross_steps,
+        config.share_cross_weights,
+        config.vla_reduction,
+        config.attention_init_scale,
+        name="cascaded_cross_modal_attention",
+    )
+    query = query_encoder(inputs["query_tokens"])
+    proposals = proposal_builder(
+        {k: inputs[k] for k in ("video_features", "video_length", "duration")}
+    )
+    outputs = match(surrogate_select, cascade, proposals, query)
+    return keras.Model(inputs, outputs, name="vlanet")
+
+
+def match(
+    surrogate_select: SurrogateSelect,
+    cascade: CascadedCrossModalAttention,
+    proposals: dict[str, Any],
+    query: dict[str, Any],
+) -> dict[str, Any]:
+    """Surrogate selection (eqs. 3-6) then the cascade (eqs. 9-13) for one pairing."""
+    selected = surrogate_select(
+        {
+            "proposals": proposals["proposals"],
+            "windows": proposals["windows"],
+            "mask": proposals["mask"],
+            "query_last": query["last"],
+        }
+    )
+    attended = cascade(
+        {
+            "video": selected["surrogates"],
+            "video_mask": selected["mask"],
+            "query": query["words"],
+            "query_mask": query["mask"],
+            "fallback_scores": selected["cosine"],
+        }
+    )
+    return {
+        "similarity": attended["similarity"],
+        "scores": attended["scores"],
+        "moments": selected["windows"],
+        "valid": selected["mask"],
+        "attention_map": attended["attention_map"],
+    }
+
+
+def _repeat_rows(tree: dict[str, tf.Tensor], times: int) -> dict[str, tf.Tensor]:
+    return {k: tf.repeat(v, times, axis=0) for k, v in tree.items()}
+
+
+@keras.saving.register_keras_serializable(package="vlanet_tf")
+class VLANet(keras.Model):
+    """VLANet with the margin-contrastive training of eq. 14.
+
+    Wraps the functional model of `build_vlanet` (`self.network`; calling this model
+    calls it). `train_step`/`test_step` run one positive pass and `num_negatives`
+    negative passes; the query-independent video work (projection and pooling) is done
+    once and shared by all of them.
+
+    Negatives are sentences of *other* videos in the batch (`losses.select_negatives`);
+    with `gather_negatives` the candidates are the global batch across replicas (the
+    token ids and video keys are gathered; each replica encodes its negatives itself,
+    so gradients stay local). The loss on a replica is its hinge sum divided by the
+    number of valid pairs in the global batch, so the gradients that the optimizer sums
+    over replicas are those of the global mean.
+
+    The batch is a dict holding the model inputs and `video_id` (string [B]).
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig | dict[str, Any],
+        margin: float = 0.5,
+        num_negatives: int = 1,
+        gather_negatives: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(model_config, dict):
+            model_config = ModelConfig.from_dict(model_config)
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        self.model_config = model_config
+        self.margin = float(margin)
+        self.num_negatives = int(num_negatives)
+        self.gather_negatives = bool(gather_negatives)
+        self.network = build_vlanet(model_config)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.positive_tracker = keras.metrics.Mean(name="pos_sim")
+        self.negative_tracker = keras.metrics.Mean(name="neg_sim")
+        self.accuracy_tracker = keras.metrics.Mean(name="pos_beats_neg")
+        self.built = True
+
+    # Layers of the functional graph, reused by the training passes.
+    @property
+    def query_encoder(self) -> QueryEncoder:
+        return self.network.get_layer("query_encoder")
+
+    @property
+    def proposal_builder(self) -> ProposalBuilder:
+        return self.network.get_layer("proposal_builder")
+
+    def set_word_vectors(self, matrix: np.ndarray) -> None:
+        self.query_encoder.set_word_vectors(matrix)
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        return self.network({k: inputs[k] for k in INPUT_KEYS}, training=training)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [
+            self.loss_tracker,
+            self.positive_tracker,
+            self.negative_tracker,
+            self.accuracy_tracker,
+        ]
+
+    def _candidates(
+        self, tokens: tf.Tensor, keys: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(candidate tokens, candidate video keys, offset of this replica's rows)."""
+        ctx = tf.distribute.get_replica_context()
+        if not self.gather_negatives or ctx is None or ctx.num_replicas_in_sync == 1:
+            return tokens, keys, tf.constant(0, tf.int32)
+        lengths = ctx.all_gather(tf.shape(tokens)[1:2], axis=0)
+        tokens = tf.pad(tokens, [[0, 0], [0, tf.reduce_max(lengths) - tf.shape(tokens)[1]]])
+        offset = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * tf.shape(tokens)[0]
+        return ctx.all_gather(tokens, axis=0), ctx.all_gather(keys, axis=0), offset
+
+    def contrastive_step(
+        self, data: dict[str, tf.Tensor], training: bool
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Loss of eq. 14 for one (replica's) batch, scaled for the global batch.
+
+        This is the one training computation: `train_step` (Model.fit) and the custom
+        multi-worker loop both call it.
+        """
+        layers = self.network
+        select = layers.get_layer("surrogate_select")
+        cascade = layers.get_layer("cascaded_cross_modal_attention")
+        tokens = tf.cast(data["query_tokens"], tf.int32)
+        keys = tf.strings.to_hash_bucket_fast(data["video_id"], 2**62)
+        video = self.proposal_builder(
+            {k: data[k] for k in ("video_features", "video_length", "duration")},
+            training=training,
+        )
+        positive = match(select, cascade, video, self.query_encoder(tokens, training=training))
+        candidate_tokens, candidate_keys, offset = self._candidates(tokens, keys)
+        index, valid = select_negatives(keys, candidate_keys, offset, self.num_negatives)
+        negative_tokens = tf.gather(candidate_tokens, tf.reshape(index, [-1]))
+        negative = match(
+            select,
+            cascade,
+            _repeat_rows(video, self.num_negatives),
+            self.query_encoder(negative_tokens, training=training),
+        )
+        pos_sim = positive["similarity"]
+        neg_sim = tf.reshape(negative["similarity"], [-1, self.num_negatives])
+        hinge = margin_hinge(pos_sim, neg_sim, valid, self.margin)
+        valid_f = tf.cast(valid, hinge.dtype)
+        count = tf.reduce_sum(valid_f)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        loss = tf.reduce_sum(hinge) / tf.maximum(count, 1.0)
+        self.loss_tracker.update_state(hinge, sample_weight=valid_f)
+        self.positive_tracker.update_state(pos_sim)
+        self.negative_tracker.update_state(neg_sim, sample_weight=valid_f)
+        self.accuracy_tracker.update_state(
+            tf.cast(pos_sim[:, None] > neg_sim, hinge.dtype), sample_weight=valid_f
+        )
+        return loss, {"positive": pos_sim, "negative": neg_sim, "valid": valid}
+
+    def train_step(self, data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss, _ = self.contrastive_step(data, training=True)
+        variables = self.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply(gradients, variables)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        self.contrastive_step(data, training=False)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_config": self.model_config.to_dict(),
+            "margin": self.margin,
+            "num_negatives": self.num_negatives,
+            "gather_negatives": self.gather_negatives,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "VLANet":
+        return cls(**config)
