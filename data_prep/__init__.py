@@ -1,0 +1,1 @@
+"""Release files -> TFRecord shards, and a synthetic release."""
