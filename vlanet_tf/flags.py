@@ -1,0 +1,247 @@
+"""The absl flags shared by every main (train, evaluate, export, ablations).
+
+Each `define_*` function is idempotent, so several mains (and tests) can call them in
+any order. A main passes `--flagfile=configs/charades.flags`; flags given after it on
+the command line override the file. Library code never reads these flags: the mains
+turn them into `ModelConfig` / `TrainConfig` / `RunConfig` with the functions below.
+
+`vocab_size`, `word_dim` and `feature_dim` are not flags: they are properties of the
+prepared data directory (manifest.json and embeddings.npy), read from `--data_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+from absl import flags
+
+from vlanet_tf.config import ModelConfig, TrainConfig
+
+# ModelConfig fields fixed by the prepared data rather than by a flag.
+DATA_DERIVED_FIELDS = ("vocab_size", "word_dim", "feature_dim")
+STRATEGIES = ("mirrored", "one_device", "multi_worker")
+
+
+def _defined(name: str) -> bool:
+    return name in flags.FLAGS
+
+
+def define_data_flags() -> None:
+    """--data_dir, --model_dir, --split, --max_query_length."""
+    if _defined("data_dir"):
+        return
+    flags.DEFINE_string("data_dir", None, "Prepared data directory (data_prep.build).")
+    flags.DEFINE_string(
+        "model_dir", None, "Checkpoints, config.json, TensorBoard logs and results."
+    )
+    flags.DEFINE_string(
+        "split", "test", "Split that evaluate / predict read (train uses train and val)."
+    )
+    flags.DEFINE_integer(
+        "max_query_length",
+        None,
+        "Keep at most this many tokens per query (default: the manifest's setting).",
+    )
+
+
+def define_model_flags() -> None:
+    """One flag per ModelConfig field except the data-derived ones (SPEC §1-9)."""
+    if _defined("hidden_dim"):
+        return
+    d = ModelConfig()
+    flags.DEFINE_integer("hidden_dim", d.hidden_dim, "D: GRU and proposal feature size.")
+    flags.DEFINE_integer("gru_layers", d.gru_layers, "Stacked GRU layers of eq. 1.")
+    flags.DEFINE_boolean(
+        "train_embeddings", d.train_embeddings, "Fine-tune the word vectors (else frozen)."
+    )
+    flags.DEFINE_enum(
+        "proposal_mode",
+        None,
+        ["sliding", "didemo"],
+        "Proposal layout (SPEC §2); default: from the data's dataset "
+        "(charades_sta -> sliding, didemo -> didemo).",
+    )
+    flags.DEFINE_float("fps", d.fps, "Frame rate that turns frame counts into seconds.")
+    flags.DEFINE_integer(
+        "stride_frames", d.stride_frames, "Segment-group stride in frames (SPEC §9)."
+    )
+    flags.DEFINE_list(
+        "window_frames",
+        [str(w) for w in d.window_frames],
+        "Window lengths of a segment group, in frames (SPEC §9), e.g. 176,208,240.",
+    )
+    flags.DEFINE_integer(
+        "didemo_segments", d.didemo_segments, "DiDeMo: segments per video."
+    )
+    flags.DEFINE_float(
+        "segment_seconds", d.segment_seconds, "DiDeMo: seconds per segment."
+    )
+    flags.DEFINE_boolean(
+        "use_surrogate_selection",
+        d.use_surrogate_selection,
+        "Surrogate proposal selection (eqs. 3-6); off attends all K*L proposals.",
+    )
+    flags.DEFINE_boolean(
+        "use_self_attention", d.use_self_attention, "Self-attention step of the cascade."
+    )
+    flags.DEFINE_boolean(
+        "use_cross_attention", d.use_cross_attention, "Cross-attention steps of the cascade."
+    )
+    flags.DEFINE_integer("cross_steps", d.cross_steps, "Cross-attention steps (Q2V, V2Q, ...).")
+    flags.DEFINE_boolean(
+        "share_cross_weights", d.share_cross_weights, "One W1, W2 for every cross step."
+    )
+    flags.DEFINE_enum(
+        "vla_reduction", d.vla_reduction, ["mean", "sum"], "VLA function over words."
+    )
+    flags.DEFINE_float(
+        "attention_init_scale",
+        d.attention_init_scale,
+        "Stddev of the W1, W2 init in units of 1/sqrt(D) (SPEC §5).",
+    )
+    flags.DEFINE_float("dropout", d.dropout, "Dropout rate.")
+
+
+def define_train_flags() -> None:
+    """One flag per TrainConfig field, plus how and where the run executes."""
+    if _defined("margin"):
+        return
+    d = TrainConfig()
+    flags.DEFINE_float("margin", d.margin, "Δ of the margin loss (eq. 14).")
+    flags.DEFINE_integer("num_negatives", d.num_negatives, "Negative sentences per positive.")
+    flags.DEFINE_boolean(
+        "gather_negatives",
+        d.gather_negatives,
+        "Draw negatives from the global batch across replicas.",
+    )
+    flags.DEFINE_enum("optimizer", d.optimizer, ["adamw", "adam", "sgd"], "Optimizer.")
+    flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate.")
+    flags.DEFINE_float("weight_decay", d.weight_decay, "AdamW decoupled weight decay.")
+    flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Linear warmup steps.")
+    flags.DEFINE_float("clipnorm", d.clipnorm, "Gradient norm clip; <= 0 turns it off.")
+    flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (all replicas).")
+    flags.DEFINE_integer("epochs", d.epochs, "Training epochs.")
+    flags.DEFINE_integer("seed", d.seed, "Seed of the weights and of the data order.")
+    flags.DEFINE_enum(
+        "strategy",
+        "mirrored",
+        list(STRATEGIES),
+        "mirrored: all local GPUs (the CPU devices when there are none); "
+        "one_device: the first GPU or the CPU; multi_worker: TF_CONFIG cluster.",
+    )
+    flags.DEFINE_integer(
+        "num_cpu_devices",
+        0,
+        "Split the CPU into N logical devices (to exercise MirroredStrategy without "
+        "GPUs); 0 leaves it alone.",
+    )
+    flags.DEFINE_integer(
+        "steps_per_epoch", None, "Cap on training steps per epoch (default: one pass)."
+    )
+    flags.DEFINE_boolean(
+        "deterministic", False, "Fixed data order and deterministic TF ops (slower)."
+    )
+    flags.DEFINE_integer(
+        "eval_top_k",
+        0,
+        "Moments kept per query when ranking val/test; 0 keeps all (DiDeMo needs all).",
+    )
+    flags.DEFINE_integer(
+        "attention_example",
+        0,
+        "Index of the val query whose attention map is drawn to TensorBoard.",
+    )
+
+
+def define_all_flags() -> None:
+    define_data_flags()
+    define_model_flags()
+    define_train_flags()
+
+
+def read_data_properties(data_dir: str) -> dict[str, Any]:
+    """Data-derived model fields and the dataset name of a prepared data directory."""
+    manifest_path = os.path.join(data_dir, "manifest.json")
+    embeddings_path = os.path.join(data_dir, "embeddings.npy")
+    for path in (manifest_path, embeddings_path):
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"--data_dir={data_dir!r} is not a prepared data directory: "
+                f"expected {os.path.basename(path)} there (python -m data_prep.build)"
+            )
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    # The embedding matrix fixes vocab_size and word_dim together; mmap reads the
+    # header only.
+    vocab_size, word_dim = np.load(embeddings_path, mmap_mode="r").shape
+    return {
+        "dataset": manifest["dataset"],
+        "vocab_size": int(vocab_size),
+        "word_dim": int(word_dim),
+        "feature_dim": int(manifest["feature_dim"]),
+    }
+
+
+def model_config_from_flags(
+    flag_values: flags.FlagValues, data_properties: dict[str, Any] | None = None
+) -> ModelConfig:
+    """ModelConfig from the model flags and the data directory's properties.
+
+    Args:
+      flag_values: parsed flags (normally `absl.flags.FLAGS`).
+      data_properties: `read_data_properties(...)`; read from `--data_dir` if None.
+    """
+    if data_properties is None:
+        if not flag_values.data_dir:
+            raise ValueError("--data_dir is required to size the model, got none")
+        data_properties = read_data_properties(flag_values.data_dir)
+    proposal_mode = flag_values.proposal_mode
+    if proposal_mode is None:
+        proposal_mode = "didemo" if data_properties["dataset"] == "didemo" else "sliding"
+    values = {
+        field.name: flag_values[field.name].value
+        for field in dataclasses.fields(ModelConfig)
+        if field.name not in DATA_DERIVED_FIELDS
+    }
+    values.update({k: data_properties[k] for k in DATA_DERIVED_FIELDS})
+    values["proposal_mode"] = proposal_mode
+    values["window_frames"] = tuple(int(w) for w in flag_values.window_frames)
+    return ModelConfig(**values)
+
+
+def train_config_from_flags(flag_values: flags.FlagValues) -> TrainConfig:
+    """TrainConfig from the train flags (one flag per field, same names)."""
+    return TrainConfig(
+        **{f.name: flag_values[f.name].value for f in dataclasses.fields(TrainConfig)}
+    )
+
+
+def flag_dict(flag_values: flags.FlagValues) -> dict[str, Any]:
+    """Every flag defined by this module, by name, JSON-safe (saved with the run)."""
+    names = [
+        name
+        for name in flag_values
+        if flag_values[name].help is not None
+        and flag_values.find_module_defining_flag(name) == __name__
+    ]
+    return {name: flag_values[name].value for name in sorted(names)}
+
+
+def run_config_from_flags(flag_values: flags.FlagValues) -> "RunConfig":
+    """RunConfig (where and how the run executes) from the data and train flags."""
+    from vlanet_tf.training import RunConfig
+
+    return RunConfig(
+        data_dir=flag_values.data_dir,
+        model_dir=flag_values.model_dir,
+        strategy=flag_values.strategy,
+        steps_per_epoch=flag_values.steps_per_epoch,
+        deterministic=flag_values.deterministic,
+        eval_top_k=flag_values.eval_top_k,
+        max_query_length=flag_values.max_query_length,
+        attention_example=flag_values.attention_example,
+    )
