@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 import string
 import sys
@@ -110,7 +111,8 @@ def _place_moments(
             break
         length = rng.uniform(4.0, min(12.0, duration * 0.45))
         start = round(rng.uniform(0.0, duration - length), 1)
-        end = round(min(start + length, duration), 1)
+        # Floor to the 0.1 s the text format keeps, so no end passes the duration.
+        end = min(round(start + length, 1), math.floor(duration * 10) / 10)
         if all(end <= s or start >= e for s, e in moments):
             moments.append((start, end))
     return sorted(moments)

@@ -98,7 +98,9 @@ def encode(example: VideoExample) -> bytes:
             }
         )
     )
-    return proto.SerializeToString()
+    # Features is a proto map; without `deterministic` its entry order may differ
+    # between processes, and a restarted build must reproduce shards byte for byte.
+    return proto.SerializeToString(deterministic=True)
 
 
 FEATURE_SPEC = {

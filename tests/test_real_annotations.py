@@ -1,0 +1,110 @@
+"""The real annotation files parse with the published counts, defects counted."""
+
+import hashlib
+
+import pytest
+
+from data_prep import readers
+from tests.data_testing import SHARED_DATA
+
+pytestmark = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"real annotation files not present at {SHARED_DATA} (shared data folder absent)",
+)
+
+CHARADES = SHARED_DATA / "charades_sta"
+DIDEMO = SHARED_DATA / "didemo"
+
+
+def _raw_sta_lines(split):
+    with open(CHARADES / f"charades_sta_{split}.txt") as f:
+        return [line for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def charades():
+    return {
+        split: readers.read_charades_sta(
+            CHARADES / f"charades_sta_{split}.txt", CHARADES / f"Charades_v1_{split}.csv"
+        )
+        for split in ("train", "test")
+    }
+
+
+@pytest.mark.parametrize("split,pairs,videos", [("train", 12408, 5338), ("test", 3720, 1334)])
+def test_charades_sta_counts(charades, split, pairs, videos):
+    records, counter = charades[split]
+    assert len(records) + counter.num_skipped == pairs
+    assert len(_raw_sta_lines(split)) == pairs
+    raw_videos = {line.split()[0] for line in _raw_sta_lines(split)}
+    assert len(raw_videos) == videos
+    # Every video keeps at least one sentence except those whose only lines are
+    # reversed (LEOL6 and AKKWU in train).
+    kept_videos = {r.video_id for r in records}
+    assert raw_videos - kept_videos == ({"LEOL6", "AKKWU"} if split == "train" else set())
+
+
+def test_charades_sta_train_defects(charades):
+    records, counter = charades["train"]
+    assert dict(counter.skips) == {readers.START_AFTER_END: 4}
+    assert sorted(counter.examples[readers.START_AFTER_END]) == sorted(
+        ["LEOL6_8252", "IOL8Q_8440", "AKKWU_9623", "AKKWU_9624"]
+    )
+    # 1,805 lines end after the video's length; 3 of them are also reversed and so
+    # skipped, the other 1,802 are clipped and kept.
+    assert counter.adjustments[readers.END_CLIPPED] == 1802
+    assert len(records) == 12404
+    assert all(0 <= s <= e <= r.duration for r in records for s, e in r.moments)
+
+
+def test_charades_sta_test_defects(charades):
+    records, counter = charades["test"]
+    assert counter.num_skipped == 0
+    assert counter.adjustments[readers.END_CLIPPED] == 562
+    assert len(records) == 3720
+
+
+def test_charades_overshoot_total_matches_sources():
+    durations = readers.read_charades_durations(CHARADES / "Charades_v1_train.csv")
+    overshoot = sum(
+        float(line.split()[2].split("##")[0]) > durations[line.split()[0]]
+        for line in _raw_sta_lines("train")
+    )
+    assert overshoot == 1805
+
+
+def test_charades_query_ids_are_video_and_line_number(charades):
+    records, _ = charades["train"]
+    assert records[0].query_id == "AO8RW_1"
+    assert records[0].moments == [(0.0, 6.9)]
+    assert records[0].sentence == "a person is putting a book on a shelf."
+    assert len({r.query_id for r in records}) == len(records)
+
+
+@pytest.mark.parametrize(
+    "split,sentences,videos,no_extension,annotators",
+    [("val", 4180, 1094, 53, {7: 15}), ("test", 4021, 1037, 119, {5: 1, 7: 11})],
+)
+def test_didemo_counts_and_quirks(split, sentences, videos, no_extension, annotators):
+    records, counter = readers.read_didemo(DIDEMO / f"{split}_data.json")
+    assert len(records) == sentences and counter.num_skipped == 0
+    assert len({r.video_id for r in records}) == videos
+    assert counter.adjustments[readers.NAME_WITHOUT_EXTENSION] == no_extension
+    for n, count in annotators.items():
+        assert counter.adjustments[readers.annotators_reason(n)] == count
+    expected = {readers.NAME_WITHOUT_EXTENSION} | {
+        readers.annotators_reason(n) for n in annotators
+    }
+    assert set(counter.adjustments) == expected
+    for r in records:
+        assert r.duration in (25.0, 30.0)
+        assert r.moments == [(5.0 * s, min(5.0 * (e + 1), r.duration)) for s, e in r.segments]
+
+
+def test_real_files_are_the_documented_bytes():
+    expected = {
+        CHARADES / "charades_sta_train.txt": "47ec9b6b488fca753373d9cc29b07a959f7237a922cb29463cd088cd6198e805",
+        DIDEMO / "val_data.json": "b0364cc256553332feb19d46bcc4cd2b09774949fe6c0b25e7ed0ff3c6aefebb",
+    }
+    for path, digest in expected.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, path
