@@ -60,6 +60,8 @@ class SurrogateSelect(keras.layers.Layer):
             surrogates = tf.reduce_sum(proposals * one_hot[..., None], axis=2)
         windows = tf.gather(inputs["windows"], index, axis=2, batch_dims=2)
         group_mask = tf.reduce_any(mask, axis=-1)
+        # An empty group has no surrogate: zero it so nothing flows back through it.
+        surrogates *= tf.cast(group_mask, surrogates.dtype)[..., None]
         selected_cosine = tf.gather(cosine, index, axis=2, batch_dims=2)
         selected_cosine = tf.where(group_mask, selected_cosine, tf.zeros_like(selected_cosine))
         return {

@@ -1,0 +1,78 @@
+"""Ranking moments with a trained model (SPEC §7)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from vlanet_tf.model import INPUT_KEYS
+
+
+def rank_example(
+    scores: np.ndarray,
+    moments: np.ndarray,
+    valid: np.ndarray,
+    top_k: int | None = 5,
+    nms_threshold: float | None = None,
+) -> list[list[float]]:
+    """Ranked [start, end, score] of one example's valid rows, best first.
+
+    Args:
+        scores: [N] log attention weight of each surrogate (higher is better).
+        moments: [N, 2] seconds.
+        valid: bool [N]; invalid rows are never ranked.
+        top_k: how many to keep (None: all).
+        nms_threshold: temporal NMS IoU threshold; None or <= 0 turns NMS off, the
+            default of the compared methods (SPEC §7).
+    """
+    from vlanet_tf.spans import temporal_nms
+
+    idx = np.flatnonzero(np.asarray(valid, bool))
+    if idx.size == 0:
+        return []
+    s, m = np.asarray(scores)[idx], np.asarray(moments)[idx]
+    keep = temporal_nms(m, s, nms_threshold, top_k)
+    return [[float(m[i, 0]), float(m[i, 1]), float(s[i])] for i in keep]
+
+
+def _text(values: np.ndarray) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def predict_dataset(
+    model: Any,
+    dataset: Iterable[dict[str, tf.Tensor]],
+    top_k: int | None = 5,
+    nms_threshold: float | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Runs `model` over batches and yields one prediction dict per query.
+
+    Each dict has `query_id`, `video_id`, `moments` (ranked [start, end, score]) and,
+    when the batch carries ground truth, `ground_truth` (the annotators' [start, end]
+    in seconds) and `duration`.
+    """
+    forward: Callable = tf.function(
+        lambda batch: model({k: batch[k] for k in INPUT_KEYS}, training=False),
+        reduce_retracing=True,
+    )
+    for batch in dataset:
+        out = {k: v.numpy() for k, v in forward(batch).items()}
+        query_ids = _text(batch["query_id"].numpy())
+        video_ids = _text(batch["video_id"].numpy())
+        gt = batch["moments"].numpy() if "moments" in batch else None
+        counts = batch["num_annotations"].numpy() if "num_annotations" in batch else None
+        for i, qid in enumerate(query_ids):
+            pred = {
+                "query_id": qid,
+                "video_id": video_ids[i],
+                "moments": rank_example(
+                    out["scores"][i], out["moments"][i], out["valid"][i], top_k, nms_threshold
+                ),
+            }
+            if gt is not None:
+                n = int(counts[i]) if counts is not None else gt.shape[1]
+                pred["ground_truth"] = gt[i, :n].tolist()
+                pred["duration"] = float(batch["duration"].numpy()[i])
+            yield pred
