@@ -1,0 +1,1 @@
+"""Benchmarks of the input pipeline and the model."""
