@@ -64,7 +64,9 @@ def test_charades_recall_clips_to_duration():
 def test_charades_recall_only_top_n_counts():
     ground_truth = {"a": (0.0, 10.0)}
     ranked = np.array([[50.0, 60.0]] * 5 + [[0.0, 10.0]])  # the hit is 6th
-    result = metrics.charades_recall({"a": ranked}, ground_truth, ns=(1, 5, 6), ious=(0.5,))
+    result = metrics.charades_recall(
+        {"a": ranked}, ground_truth, ns=(1, 5, 6), ious=(0.5,)
+    )
     assert result == {"R1@0.5": 0.0, "R5@0.5": 0.0, "R6@0.5": 100.0}
 
 
@@ -108,9 +110,10 @@ def test_didemo_query_scores_cases():
 def test_didemo_truncated_ranking_and_duplicates_in_ranking():
     # Annotator moments left out of a ranking can never be recalled.
     assert metrics.didemo_query_scores([(0, 0)], [(0, 0)] * 3 + [(1, 1)])[0] == 1.0
-    assert metrics.didemo_query_scores([(0, 0)], [(0, 0), (1, 1), (1, 1), (2, 2)])[
-        0
-    ] == np.inf
+    assert (
+        metrics.didemo_query_scores([(0, 0)], [(0, 0), (1, 1), (1, 1), (2, 2)])[0]
+        == np.inf
+    )
     # A moment listed twice keeps its first rank.
     ranking = [(1, 1), (1, 1), (0, 0)]
     assert metrics.didemo_query_scores(ranking, [(0, 0)] * 4)[0] == 3.0
@@ -136,7 +139,9 @@ def test_didemo_matches_protocol_on_random_rankings():
         picks = rng.choice(21, size=rng.choice([4, 5, 7]), p=None)
         annotations = [CANONICAL[i] for i in picks]
         expected = _original_protocol(ranking, annotations)
-        assert metrics.didemo_query_scores(ranking, annotations) == pytest.approx(expected)
+        assert metrics.didemo_query_scores(ranking, annotations) == pytest.approx(
+            expected
+        )
 
 
 def test_didemo_upper_bound_hand_worked():
@@ -176,9 +181,9 @@ def test_random_baseline_mean_std_and_seeds():
     # A 0/100 metric over seeds has std sqrt(p (1 - p)).
     p = result["R1"] / 100
     assert result["R1_std"] == pytest.approx(100 * np.sqrt(p * (1 - p)))
-    assert metrics.random_baseline(candidates, fn, seeds=[3, 4]) == metrics.random_baseline(
+    assert metrics.random_baseline(
         candidates, fn, seeds=[3, 4]
-    )
+    ) == metrics.random_baseline(candidates, fn, seeds=[3, 4])
     with pytest.raises(ValueError, match="at least one seed"):
         metrics.random_baseline(candidates, fn, seeds=0)
 

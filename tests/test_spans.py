@@ -50,7 +50,9 @@ def test_temporal_iou_rejects_wrong_last_axis():
     ],
 )
 def test_inclusive_index_iou_hand_values(a, b, expected):
-    assert spans.inclusive_index_iou(np.array(a), np.array(b)) == pytest.approx(expected)
+    assert spans.inclusive_index_iou(np.array(a), np.array(b)) == pytest.approx(
+        expected
+    )
 
 
 def test_temporal_nms():
@@ -58,9 +60,13 @@ def test_temporal_nms():
     scores = np.array([0.9, 0.8, 0.7, 0.95])
     # Sorted: 3, 0, 1, 2. IoU(3, 0) = 0.9 and IoU(3, 1) = 8/11 are suppressed at 0.5.
     np.testing.assert_array_equal(spans.temporal_nms(moments, scores, 0.5), [3, 2])
-    np.testing.assert_array_equal(spans.temporal_nms(moments, scores, 0.95), [3, 0, 1, 2])
+    np.testing.assert_array_equal(
+        spans.temporal_nms(moments, scores, 0.95), [3, 0, 1, 2]
+    )
     np.testing.assert_array_equal(spans.temporal_nms(moments, scores, 0.75), [3, 1, 2])
-    np.testing.assert_array_equal(spans.temporal_nms(moments, scores, 0.5, top_k=1), [3])
+    np.testing.assert_array_equal(
+        spans.temporal_nms(moments, scores, 0.5, top_k=1), [3]
+    )
 
 
 @pytest.mark.parametrize("threshold", [None, 0.0, -1.0])
@@ -109,7 +115,14 @@ def test_didemo_candidate_moments_canonical_order():
     pairs = spans.didemo_candidate_moments()
     assert pairs.shape == (21, 2)
     assert [tuple(p) for p in pairs[:8].tolist()] == [
-        (0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (0, 1), (0, 2)
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (5, 5),
+        (0, 1),
+        (0, 2),
     ]
     assert [tuple(p) for p in pairs[-2:].tolist()] == [(3, 5), (4, 5)]
     five = spans.didemo_candidate_moments(5)
@@ -150,7 +163,14 @@ def test_sliding_windows_other_layout_and_reference():
     windows = spans.sliding_windows(1.0, fps=24, stride_frames=8, window_frames=(4, 48))
     np.testing.assert_allclose(
         windows,
-        [[0, 1 / 6], [0, 1], [1 / 3, 1 / 3 + 1 / 6], [1 / 3, 1], [2 / 3, 5 / 6], [2 / 3, 1]],
+        [
+            [0, 1 / 6],
+            [0, 1],
+            [1 / 3, 1 / 3 + 1 / 6],
+            [1 / 3, 1],
+            [2 / 3, 5 / 6],
+            [2 / 3, 1],
+        ],
     )
     for duration in (0.3, 7.0, 30.96, 31.0):
         expected = [(s, e) for _, _, s, e in reference.sliding_windows(duration)]

@@ -59,7 +59,9 @@ def charades_recall(
         truth = np.asarray(truth, dtype=np.float64)
         if durations is not None:
             truth = spans.clip_moment(truth, durations[query_id])
-        overlaps = spans.temporal_iou(ranked.reshape(len(ranked), -1)[:max_n, :2], truth)
+        overlaps = spans.temporal_iou(
+            ranked.reshape(len(ranked), -1)[:max_n, :2], truth
+        )
         for i, n in enumerate(ns):
             hits[i] += overlaps[:n].max() >= thresholds
     shares = 100.0 * hits / len(ground_truth)
@@ -127,9 +129,9 @@ def didemo_metrics(
     if not ground_truth:
         raise ValueError("ground_truth is empty: there is nothing to evaluate")
     average_ranks, top1_ious = [], []
-    for query_id, annotations in ground_truth.items():
+    for query_id, annotators in ground_truth.items():
         average_rank, iou = didemo_query_scores(
-            predictions.get(query_id, ()), annotations
+            predictions.get(query_id, ()), annotators
         )
         average_ranks.append(average_rank)
         top1_ious.append(iou)
@@ -172,15 +174,15 @@ def didemo_upper_bound(
     if not ground_truth:
         raise ValueError("ground_truth is empty: there is nothing to evaluate")
     agreement = {
-        query_id: didemo_agreement_ranking(annotations, num_segments)
-        for query_id, annotations in ground_truth.items()
+        query_id: didemo_agreement_ranking(annotators, num_segments)
+        for query_id, annotators in ground_truth.items()
     }
     metrics = didemo_metrics(agreement, ground_truth)
     candidates = spans.didemo_candidate_moments(num_segments)
     best_ious = []
-    for annotations in ground_truth.values():
-        annotations = np.asarray(annotations, dtype=np.int64).reshape(-1, 2)
-        overlaps = spans.inclusive_index_iou(candidates[:, None, :], annotations[None])
+    for annotators in ground_truth.values():
+        annotators = np.asarray(annotators, dtype=np.int64).reshape(-1, 2)
+        overlaps = spans.inclusive_index_iou(candidates[:, None, :], annotators[None])
         best_ious.append(np.sort(overlaps, axis=1)[:, -3:].mean(axis=1).max())
     metrics["mIoU"] = float(100.0 * np.mean(best_ious))
     return metrics
