@@ -104,18 +104,24 @@ def _video_ids(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
 def _place_moments(
     rng: np.random.Generator, duration: float, count: int
 ) -> list[tuple[float, float]]:
-    """Up to `count` non-overlapping moments of 4-12 s inside [0, duration]."""
-    moments: list[tuple[float, float]] = []
-    for _ in range(count * 20):
-        if len(moments) == count:
-            break
-        length = rng.uniform(4.0, min(12.0, duration * 0.45))
-        start = round(rng.uniform(0.0, duration - length), 1)
-        # Floor to the 0.1 s the text format keeps, so no end passes the duration.
-        end = min(round(start + length, 1), math.floor(duration * 10) / 10)
-        if all(end <= s or start >= e for s, e in moments):
-            moments.append((start, end))
-    return sorted(moments)
+    """Up to `count` non-overlapping moments of 4-12 s inside [0, duration], in order.
+
+    Lengths are drawn first and the remaining time is split into random gaps, so the
+    moments always fit; short videos get fewer moments rather than shorter ones.
+    """
+    count = max(1, min(count, int(0.8 * duration // 4.5)))
+    max_length = min(12.0, 0.8 * duration / count)
+    # 4.2 s leaves room for the two 0.1 s roundings below.
+    lengths = rng.uniform(4.2, max(max_length, 4.2), count)
+    gaps = rng.dirichlet(np.ones(count + 1)) * (duration - lengths.sum())
+    moments = []
+    t = 0.0
+    for gap, length in zip(gaps, lengths):
+        start = t + gap
+        # 0.1 s is what the text format keeps; floor so no end passes the duration.
+        moments.append((math.ceil(start * 10) / 10, math.floor((start + length) * 10) / 10))
+        t = start + length
+    return moments
 
 
 def synthesize(options: SynthesisOptions) -> dict[str, str]:
@@ -151,9 +157,7 @@ def synthesize(options: SynthesisOptions) -> dict[str, str]:
             x += rng.normal(scale=0.5 / np.sqrt(f_dim), size=(1, f_dim))
             clip_times = (np.arange(num_clips) + 0.5) * duration / num_clips
             events = list(zip(moments, verbs, objects))
-            distractor = _place_moments(rng, duration, 1)
-            if distractor:
-                events.append((distractor[0], verbs[-1], objects[-1]))
+            events.append((_place_moments(rng, duration, 1)[0], verbs[-1], objects[-1]))
             for i, ((start, end), v, o) in enumerate(events):
                 inside = (clip_times >= start) & (clip_times <= end)
                 x[inside] += options.signal_strength * (verb_dirs[v] + object_dirs[o])
@@ -185,7 +189,7 @@ def synthesize(options: SynthesisOptions) -> dict[str, str]:
 
     with h5py.File(paths["features"], "w") as h5:
         for vid in sorted(features):
-            h5.create_dataset(vid, data=features[vid])
+            h5.create_dataset(vid, data=features[vid], track_times=False)
     words = vocabulary_words()
     vectors = rng.normal(scale=0.5, size=(len(words), options.word_dim)).astype(np.float32)
     with open(paths["word_vectors"], "w", encoding="utf-8") as f:
