@@ -46,6 +46,8 @@ QUERY_TRUNCATED = "query_truncated"
 # Simulates a kill (SIGKILL to itself) after this many records were written in total.
 # Used by the restart test; unset in normal runs.
 KILL_AFTER_RECORDS_ENV = "VLANET_DATA_PREP_KILL_AFTER_RECORDS"
+# Within a long shard, a progress line at most this often.
+PROGRESS_SECONDS = 10.0
 
 
 @dataclasses.dataclass
@@ -461,8 +463,13 @@ def build(options: BuildOptions) -> dict[str, Any]:
                 shard_counter = SkipCounter(strict=options.strict)
                 shard_start = time.time()
                 num_videos = num_sentences = 0
+                last_report = shard_start
                 with tf.io.TFRecordWriter(path + ".tmp") as writer:
-                    for video in shard:
+                    for position, video in enumerate(shard):
+                        if time.time() - last_report > PROGRESS_SECONDS:
+                            last_report = time.time()
+                            rate = position / (last_report - shard_start)
+                            _log(f"  {name}: {position}/{len(shard)} videos, {rate:.1f} videos/s")
                         array = store.load(video.feature_key)
                         reason = feature_lib.check_features(array, feature_dim)
                         if reason is not None:

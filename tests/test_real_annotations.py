@@ -108,3 +108,41 @@ def test_real_files_are_the_documented_bytes():
     }
     for path, digest in expected.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, path
+
+
+def test_build_on_the_real_charades_files_counts_each_defect(tmp_path):
+    """The whole build on the real annotations, with tiny stand-in features."""
+    import h5py
+    import numpy as np
+
+    from data_prep import build as build_lib
+    from vlanet_tf.text import words
+
+    rng = np.random.default_rng(0)
+    vocabulary = set()
+    with h5py.File(tmp_path / "features.h5", "w") as h5:
+        for split in ("train", "test"):
+            for line in _raw_sta_lines(split):
+                vid = line.split()[0]
+                if vid not in h5:
+                    h5.create_dataset(vid, data=rng.normal(size=(3, 2)).astype(np.float32))
+                vocabulary.update(words(line.partition("##")[2]))
+    with open(tmp_path / "vectors.txt", "w") as f:
+        f.writelines(f"{w} 0.5 -0.5\n" for w in sorted(vocabulary))
+    manifest = build_lib.build(
+        build_lib.BuildOptions(
+            dataset="charades_sta",
+            annotations_dir=str(CHARADES),
+            features=str(tmp_path / "features.h5"),
+            word_vectors=str(tmp_path / "vectors.txt"),
+            output_dir=str(tmp_path / "out"),
+            num_shards=2,
+        )
+    )
+    splits = manifest["splits"]
+    assert splits["train"]["sentences"] + splits["val"]["sentences"] == 12404
+    assert splits["train"]["videos"] + splits["val"]["videos"] == 5336
+    assert (splits["test"]["sentences"], splits["test"]["videos"]) == (3720, 1334)
+    assert {r: e["count"] for r, e in manifest["skips"].items()} == {readers.START_AFTER_END: 4}
+    assert manifest["adjustments"][readers.END_CLIPPED]["count"] == 1802 + 562
+    assert 0.07 < splits["val"]["videos"] / 5336 < 0.13
