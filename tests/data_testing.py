@@ -67,7 +67,8 @@ def make_didemo_release(directory: Path, npy_features: bool = False) -> dict[str
             features[stored] = rng.normal(size=(6, FEATURE_DIM)).astype(np.float32)
             for j in range(2):
                 annotators = {0: 4, 1: 5, 2: 7}.get(i, 4) if j == 0 else 4
-                times = [[int(s), int(s) + int(rng.integers(0, 2))] for s in rng.integers(0, 5, annotators)]
+                starts = rng.integers(0, 5, annotators)
+                times = [[int(s), int(s) + int(rng.integers(0, 2))] for s in starts]
                 words = rng.choice(DIDEMO_WORDS, 5)
                 records.append(
                     {

@@ -54,14 +54,22 @@ def test_files_parse_as_the_public_formats_without_defects(release):
 
 
 def _concepts(sentence):
-    verbs = [i for i, (_, third, ing) in enumerate(synthesize.VERBS) if f" {third} " in f" {sentence} " or f" {ing} " in f" {sentence} "]
-    objects = [i for i, o in enumerate(synthesize.OBJECTS) if f" {o}" in f" {sentence.rstrip('.')} "]
+    """(indices of the verbs, indices of the objects) a sentence names."""
+    padded = f" {sentence.rstrip('.')} "
+    verbs = [
+        i
+        for i, (_, third, ing) in enumerate(synthesize.VERBS)
+        if f" {third} " in padded or f" {ing} " in padded
+    ]
+    objects = [i for i, o in enumerate(synthesize.OBJECTS) if f" {o} " in padded]
     return verbs, objects
 
 
 def test_sentences_of_a_video_name_different_concepts(release):
     path, _ = release
-    records, _ = readers.read_charades_sta(path / "charades_sta_train.txt", path / "Charades_v1_train.csv")
+    records, _ = readers.read_charades_sta(
+        path / "charades_sta_train.txt", path / "Charades_v1_train.csv"
+    )
     for group in readers.group_by_video(records).values():
         concepts = [_concepts(r.sentence) for r in group]
         assert all(len(v) == 1 and len(o) == 1 for v, o in concepts), [r.sentence for r in group]
@@ -74,7 +82,9 @@ def test_sentences_of_a_video_name_different_concepts(release):
 def test_concepts_are_planted_at_the_true_moments(release):
     """Features projected on a sentence's concept are higher inside its moment."""
     path, _ = release
-    records, _ = readers.read_charades_sta(path / "charades_sta_train.txt", path / "Charades_v1_train.csv")
+    records, _ = readers.read_charades_sta(
+        path / "charades_sta_train.txt", path / "Charades_v1_train.csv"
+    )
     groups = readers.group_by_video(records)
     # The planted direction of a (verb, object) pair is recovered as the mean feature
     # inside its moments minus the mean outside, over the whole training set.
