@@ -140,7 +140,9 @@ def define_train_flags() -> None:
         "GPUs); 0 leaves it alone.",
     )
     flags.DEFINE_integer(
-        "steps_per_epoch", None, "Cap on training steps per epoch (default: one pass)."
+        "steps_per_epoch",
+        None,
+        "Training steps per epoch (default: one pass, train sentences // batch_size).",
     )
     flags.DEFINE_boolean(
         "deterministic", False, "Fixed data order and deterministic TF ops (slower)."

@@ -513,6 +513,12 @@ def run_experiment(
     with strategy.scope():
         model = build_model(model_config, train_config, word_vectors)
 
+    # The pipeline's length is unknown to tf.data (videos expand into sentences), so
+    # an epoch is counted in steps from the manifest over a repeated stream: Keras then
+    # shows the epoch's length and never runs into the end of the data.
+    steps_per_epoch = run_config.steps_per_epoch or max(
+        1, _split_size(manifest, "train") // train_config.batch_size
+    )
     train_dataset = pipeline.make_dataset(
         run_config.data_dir,
         "train",
@@ -521,8 +527,7 @@ def run_experiment(
         vocabulary=vocabulary,
         deterministic=run_config.deterministic,
         seed=train_config.seed,
-        # With a step cap an epoch ends mid-pass, so the data must not run out.
-        repeat=run_config.steps_per_epoch is not None,
+        repeat=True,
         max_query_length=run_config.max_query_length,
     )
     log_dir = os.path.join(model_dir, "tensorboard")
@@ -568,7 +573,7 @@ def run_experiment(
     model.fit(
         train_dataset,
         epochs=train_config.epochs,
-        steps_per_epoch=run_config.steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=_verbosity(run_config.verbose),
     )
@@ -604,3 +609,40 @@ def save_run_config(
         },
     )
     return path
+
+
+def train_and_evaluate(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    run_config: RunConfig,
+    split: str = "test",
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict[str, Any]:
+    """`run_experiment`, then the best checkpoint ranked on `split`.
+
+    Writes `model_dir/{split}_metrics.json` and returns its contents; a run whose
+    metrics file exists is not trained again (so a grid of runs can be resumed).
+    """
+    from vlanet_tf.data import pipeline
+
+    path = os.path.join(run_config.model_dir, f"{split}_metrics.json")
+    if os.path.isfile(path):
+        return load_json(path)
+    save_run_config(run_config.model_dir, model_config, train_config, run_config)
+    result = run_experiment(model_config, train_config, run_config, strategy)
+    model = result["model"]
+    model.load_weights(os.path.join(run_config.model_dir, BEST_WEIGHTS))
+    dataset_name = pipeline.load_manifest(run_config.data_dir)["dataset"]
+    metrics = evaluate_split(
+        model,
+        run_config.data_dir,
+        split,
+        dataset_name,
+        batch_size=train_config.batch_size,
+        top_k=run_config.eval_top_k,
+        max_query_length=run_config.max_query_length,
+    )
+    summary = {"best_epoch": result["best"]["epoch"], "metrics": metrics}
+    save_json(path, summary)
+    keras.backend.clear_session()
+    return summary

@@ -1,0 +1,139 @@
+"""The variants and ablations of SPEC §9 (the paper's Table 3), as a markdown table.
+
+    python -m vlanet_tf.ablations --flagfile=configs/charades.flags \
+        --ablation_dir=runs/ablations
+    python -m vlanet_tf.ablations --flagfile=configs/synthetic.flags --quick
+
+Every variant is the flagfile's configuration with one change: stride ∈ {4, 6, 8}
+frames × windows ∈ {(176, 208, 240), (128, 256), (176, 240)} (sliding proposals only),
+then the flagfile's stride and windows without cross-attention, without
+self-attention and without surrogate selection. Each trains in
+`ablation_dir/<variant>`, picks its best epoch on val and is scored on test. A variant
+whose test metrics exist is not trained again, so an interrupted grid resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+from absl import app, flags
+
+from vlanet_tf import flags as vflags
+from vlanet_tf.config import ModelConfig
+
+FLAGS = flags.FLAGS
+STRIDES = (4, 6, 8)
+WINDOWS = ((176, 208, 240), (128, 256), (176, 240))
+ABLATIONS = {
+    "no_cross_attention": ("w/o cross-attention", {"use_cross_attention": False}),
+    "no_self_attention": ("w/o self-attention", {"use_self_attention": False}),
+    "no_surrogate_selection": (
+        "w/o surrogate selection",
+        {"use_surrogate_selection": False},
+    ),
+}
+CHARADES_COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7")
+DIDEMO_COLUMNS = ("R1", "R5", "mIoU")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str  # Directory name.
+    label: str  # Row label of the table.
+    overrides: Mapping[str, Any]
+
+
+def grid(base: ModelConfig) -> list[Variant]:
+    """The SPEC §9 variants of `base`, in the order of the table."""
+    variants = []
+    if base.proposal_mode == "sliding":
+        for stride in STRIDES:
+            for windows in WINDOWS:
+                name = f"stride{stride}_w" + "-".join(str(w) for w in windows)
+                label = f"stride {stride}, windows ({', '.join(map(str, windows))})"
+                variants.append(
+                    Variant(name, label, {"stride_frames": stride, "window_frames": windows})
+                )
+    else:
+        variants.append(Variant("full", "full model", {}))
+    for name, (label, overrides) in ABLATIONS.items():
+        variants.append(Variant(name, label, overrides))
+    return variants
+
+
+def table3(
+    rows: Sequence[tuple[str, Mapping[str, float]]], columns: Sequence[str]
+) -> str:
+    """Markdown in the layout of the paper's Table 3: variants × R@n columns."""
+    lines = [
+        "| variant | " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
+    ]
+    for label, metrics in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{metrics[c]:.2f}" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def define_ablation_flags() -> None:
+    if "ablation_dir" in FLAGS:
+        return
+    flags.DEFINE_string(
+        "ablation_dir", None, "One model_dir per variant (default: <model_dir>_ablations)."
+    )
+    flags.DEFINE_list("variants", None, "Run only these variants (directory names).")
+    flags.DEFINE_boolean(
+        "quick", False, "Two epochs per variant: a smoke run of the grid on small data."
+    )
+    flags.DEFINE_string(
+        "table", None, "Markdown output (default: <ablation_dir>/table3.md)."
+    )
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
+    from vlanet_tf import training
+    from vlanet_tf.data import pipeline
+
+    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    base = vflags.model_config_from_flags(FLAGS)
+    train_config = vflags.train_config_from_flags(FLAGS)
+    if FLAGS.quick:
+        train_config = dataclasses.replace(train_config, epochs=min(train_config.epochs, 2))
+    run_config = vflags.run_config_from_flags(FLAGS)
+    ablation_dir = FLAGS.ablation_dir or f"{FLAGS.model_dir.rstrip('/')}_ablations"
+    variants = grid(base)
+    if FLAGS.variants:
+        unknown = set(FLAGS.variants) - {v.name for v in variants}
+        if unknown:
+            raise app.UsageError(
+                f"unknown --variants {sorted(unknown)}; expected some of "
+                f"{[v.name for v in variants]}"
+            )
+        variants = [v for v in variants if v.name in FLAGS.variants]
+    dataset = pipeline.load_manifest(FLAGS.data_dir)["dataset"]
+    columns = DIDEMO_COLUMNS if dataset == "didemo" else CHARADES_COLUMNS
+
+    rows = []
+    for variant in variants:
+        print(f"=== {variant.label} ({variant.name})", flush=True)
+        summary = training.train_and_evaluate(
+            dataclasses.replace(base, **variant.overrides),
+            train_config,
+            dataclasses.replace(run_config, model_dir=os.path.join(ablation_dir, variant.name)),
+        )
+        rows.append((variant.label, summary["metrics"]))
+    table = table3(rows, columns)
+    path = FLAGS.table or os.path.join(ablation_dir, "table3.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{dataset}, test split, best epoch on val:\n\n{table}\n")
+    print(table)
+    print(f"(written to {path})")
+
+
+if __name__ == "__main__":
+    vflags.define_all_flags()
+    define_ablation_flags()
+    app.run(main)
