@@ -1,0 +1,1 @@
+"""Exporters of a trained VLANet: SavedModel (TF Serving), TFLite, TF-TRT, ONNX."""

@@ -1,0 +1,208 @@
+"""Ranks the moments of one video for one sentence with an exported SavedModel.
+
+    python -m vlanet_tf.predict --saved_model=E/1 --features=features.h5 --video_id=ID \
+        --duration=30.5 --query="a person opens the door" [--top_k=5] [--json]
+        [--plot=timeline.png] [--ground_truth=12.0,19.5]
+
+Runs the SavedModel's `serving_default` signature (so it needs neither the training
+code nor its data directory) and prints the ranked moments in seconds, or one JSON
+object with `--json`. `--plot` draws SPEC §10's timeline from the `proposals`
+signature: every surrogate coloured by its attention weight, the top-2 predictions and,
+with `--ground_truth`, the annotated moment.
+
+`--features` is an HDF5 file (one [T, F] dataset per video id), a folder of per-video
+`.npy` files, or a single `.npy` file (then `--video_id` is only a label). `--duration`
+is the video's length in seconds; the model spreads the clips evenly over it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def load_features(path: str, video_id: str | None) -> np.ndarray:
+    """float32 [T, F] features of `video_id` from an HDF5 file, .npy folder or .npy file."""
+    if os.path.isfile(path) and path.endswith(".npy"):
+        return np.asarray(np.load(path), np.float32)
+    from data_prep.features import FeatureStore
+
+    if not video_id:
+        raise ValueError(f"--video_id is required to read {path!r} (not a single .npy file)")
+    with FeatureStore(path) as store:
+        key = store.resolve(video_id)
+        if key is None:
+            raise ValueError(f"{path!r} holds no features for video {video_id!r}")
+        array = store.load(key)
+    if array is None:
+        raise ValueError(f"the features of {video_id!r} in {path!r} are not a [T, F] array")
+    return array
+
+
+def batch_inputs(
+    queries: Sequence[str],
+    features: Sequence[np.ndarray],
+    durations: Sequence[float],
+) -> dict[str, np.ndarray]:
+    """The `serving_default` inputs of several (sentence, video) pairs.
+
+    Args:
+      queries: [B] raw sentences.
+      features: B arrays [T_i, F]; zero-padded here to the longest T.
+      durations: [B] seconds.
+    """
+    if not (len(queries) == len(features) == len(durations)):
+        raise ValueError(
+            f"queries, features and durations must have the same length, got "
+            f"{len(queries)}, {len(features)}, {len(durations)}"
+        )
+    arrays = [np.asarray(f, np.float32) for f in features]
+    for i, a in enumerate(arrays):
+        if a.ndim != 2:
+            raise ValueError(f"features[{i}] must be [T, F], got shape {a.shape}")
+    dims = {a.shape[1] for a in arrays}
+    if len(dims) > 1:
+        raise ValueError(f"every video must have the same feature size, got {sorted(dims)}")
+    longest = max((a.shape[0] for a in arrays), default=0)
+    padded = np.zeros((len(arrays), longest, dims.pop() if dims else 0), np.float32)
+    for i, a in enumerate(arrays):
+        padded[i, : a.shape[0]] = a
+    return {
+        "query": np.asarray(list(queries), dtype=object),
+        "video_features": padded,
+        "video_length": np.asarray([a.shape[0] for a in arrays], np.int32),
+        "duration": np.asarray(durations, np.float32),
+    }
+
+
+def ranked_moments(outputs: Mapping[str, np.ndarray], row: int, top_k: int | None = None) -> list[list[float]]:
+    """[[start, end, score], ...] of one row of a ranked signature, padding dropped."""
+    count = int(outputs["num_moments"][row])
+    if top_k is not None:
+        count = min(count, top_k)
+    moments, scores = outputs["moments"][row], outputs["scores"][row]
+    return [
+        [float(moments[i][0]), float(moments[i][1]), float(scores[i])] for i in range(count)
+    ]
+
+
+def format_moments(moments: Sequence[Sequence[float]], similarity: float | None = None) -> str:
+    """A ranked table in seconds."""
+    lines = ["rank   start     end    score"]
+    for rank, (start, end, score) in enumerate(moments, 1):
+        lines.append(f"{rank:>4}  {start:6.2f}  {end:6.2f}  {score:7.3f}")
+    if similarity is not None and not math.isnan(similarity):
+        lines.append(f"query-video similarity c = {similarity:.4f}")
+    return "\n".join(lines)
+
+
+def predict(
+    saved_model: str,
+    features: np.ndarray,
+    duration: float,
+    query: str,
+    top_k: int | None = None,
+    with_proposals: bool = False,
+) -> dict[str, Any]:
+    """Runs the SavedModel on one (video, sentence) pair.
+
+    Returns:
+      {"moments": [[start, end, score], ...] best first, "similarity": float} and, with
+      `with_proposals`, "proposals": every surrogate's moments [N, 2], scores [N] and
+      valid [N] (numpy).
+    """
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(saved_model)
+    inputs = batch_inputs([query], [features], [duration])
+    tensors = {
+        "query": tf.constant(inputs["query"].tolist(), tf.string),
+        **{k: tf.constant(v) for k, v in inputs.items() if k != "query"},
+    }
+    expected = loaded.signatures["serving_default"].structured_input_signature[1]
+    feature_dim = expected["video_features"].shape[-1]
+    if features.ndim != 2 or features.shape[1] != feature_dim:
+        raise ValueError(
+            f"the model takes features [T, {feature_dim}], got shape {features.shape}"
+        )
+    outputs = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**tensors).items()}
+    exported_k = outputs["scores"].shape[1]
+    if top_k is not None and top_k > exported_k:
+        raise ValueError(
+            f"--top_k={top_k} but the SavedModel was exported with top_k={exported_k}; "
+            "ask for fewer or export again with a larger --top_k"
+        )
+    result: dict[str, Any] = {
+        "moments": ranked_moments(outputs, 0, top_k),
+        "similarity": float(outputs["similarity"][0]),
+    }
+    if with_proposals:
+        every = loaded.signatures["proposals"](**tensors)
+        result["proposals"] = {k: every[k].numpy()[0] for k in ("moments", "scores", "valid")}
+    return result
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("saved_model", None, "An exported version folder, e.g. E/1.")
+    flags.DEFINE_string("features", None, "HDF5 file, folder of .npy files, or one .npy.")
+    flags.DEFINE_string("video_id", None, "Video whose features to read.")
+    flags.DEFINE_float("duration", None, "Video length in seconds.")
+    flags.DEFINE_string("query", None, "The sentence to ground.")
+    flags.DEFINE_integer("top_k", 5, "Moments to print (at most the exported k).")
+    flags.DEFINE_boolean("json", False, "Print one JSON object instead of a table.")
+    flags.DEFINE_string("plot", None, "Write the timeline picture (PNG) here.")
+    flags.DEFINE_list("ground_truth", None, "start,end seconds of the annotated moment.")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
+    for name in ("saved_model", "features", "query", "duration"):
+        if FLAGS[name].value is None:
+            raise app.UsageError(f"--{name} is required")
+    truth: list[list[float]] = []
+    if FLAGS.ground_truth:
+        if len(FLAGS.ground_truth) != 2:
+            raise app.UsageError(f"--ground_truth must be start,end, got {FLAGS.ground_truth}")
+        truth = [[float(v) for v in FLAGS.ground_truth]]
+    features = load_features(FLAGS.features, FLAGS.video_id)
+    result = predict(
+        FLAGS.saved_model,
+        features,
+        FLAGS.duration,
+        FLAGS.query,
+        FLAGS.top_k,
+        with_proposals=bool(FLAGS.plot),
+    )
+    if FLAGS.plot:
+        from vlanet_tf.plots import render_timeline
+
+        proposals = result.pop("proposals")
+        png = render_timeline(
+            proposals["moments"],
+            proposals["scores"],
+            proposals["valid"],
+            FLAGS.duration,
+            predictions=result["moments"],
+            ground_truth=truth,
+            title=f'"{FLAGS.query}" ({FLAGS.video_id or os.path.basename(FLAGS.features)})',
+        )
+        with open(FLAGS.plot, "wb") as f:
+            f.write(png)
+    if FLAGS.json:
+        record = {"video_id": FLAGS.video_id, "query": FLAGS.query, **result}
+        print(json.dumps(record))
+    else:
+        print(format_moments(result["moments"], result["similarity"]))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
