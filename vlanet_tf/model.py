@@ -111,6 +111,11 @@ def match(
     }
 
 
+def video_keys(video_id: tf.Tensor) -> tf.Tensor:
+    """int64 key per video id: sentences of one video share it (negatives, SPEC §6)."""
+    return tf.strings.to_hash_bucket_fast(video_id, 2**62)
+
+
 def _repeat_rows(tree: dict[str, tf.Tensor], times: int) -> dict[str, tf.Tensor]:
     return {k: tf.repeat(v, times, axis=0) for k, v in tree.items()}
 
@@ -131,7 +136,10 @@ class VLANet(keras.Model):
     number of valid pairs in the global batch, so the gradients that the optimizer sums
     over replicas are those of the global mean.
 
-    The batch is a dict holding the model inputs and `video_id` (string [B]).
+    The batch is a dict holding the model inputs and either `video_id` (string [B]) or
+    `video_key` (int64 [B], `video_keys(video_id)`); the training input drops strings
+    because Keras reduces the first distributed batch across replicas, which strings
+    cannot take.
     """
 
     def __init__(
@@ -206,7 +214,7 @@ class VLANet(keras.Model):
         select = layers.get_layer("surrogate_select")
         cascade = layers.get_layer("cascaded_cross_modal_attention")
         tokens = tf.cast(data["query_tokens"], tf.int32)
-        keys = tf.strings.to_hash_bucket_fast(data["video_id"], 2**62)
+        keys = data["video_key"] if "video_key" in data else video_keys(data["video_id"])
         video = self.proposal_builder(
             {k: data[k] for k in ("video_features", "video_length", "duration")},
             training=training,

@@ -36,7 +36,7 @@ import tensorflow as tf
 from vlanet_tf import metrics as metrics_lib
 from vlanet_tf import spans
 from vlanet_tf.config import ModelConfig, TrainConfig, load_json, save_json
-from vlanet_tf.model import INPUT_KEYS, VLANet
+from vlanet_tf.model import INPUT_KEYS, VLANet, video_keys
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best.weights.h5"
@@ -466,6 +466,18 @@ class KillAfterSteps(keras.callbacks.Callback):
 # -------------------------------------------------------------------------- experiment
 
 
+def training_features(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """What a training step reads: the model inputs and an int64 key per video.
+
+    Strings are dropped because Keras, before the first distributed step, averages the
+    first batch across replicas to build the model symbolically, and strings cannot be
+    averaged.
+    """
+    features = {k: batch[k] for k in INPUT_KEYS}
+    features["video_key"] = video_keys(batch["video_id"])
+    return features
+
+
 def _verbosity(verbose: int | str) -> int:
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
@@ -529,7 +541,7 @@ def run_experiment(
         seed=train_config.seed,
         repeat=True,
         max_query_length=run_config.max_query_length,
-    )
+    ).map(training_features, num_parallel_calls=tf.data.AUTOTUNE)
     log_dir = os.path.join(model_dir, "tensorboard")
     callbacks: list[keras.callbacks.Callback] = []
     if _split_size(manifest, "val") > 0:
