@@ -44,6 +44,7 @@ BEST_JSON = "best.json"
 HISTORY_CSV = "history.csv"
 SIMILARITY_CURVE = "similarity_curve.png"
 ATTENTION_PNG = "attention_map.png"
+BACKUP_DIR = "backup"
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 
 # Test hook: the process SIGKILLs itself after this many training steps in total (over
@@ -478,7 +479,8 @@ def training_features(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return features
 
 
-def _verbosity(verbose: int | str) -> int:
+def fit_verbosity(verbose: int | str) -> int:
+    """Keras verbosity of `RunConfig.verbose`: "auto" shows a bar on a tty only."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(verbose)
@@ -486,6 +488,116 @@ def _verbosity(verbose: int | str) -> int:
 
 def _split_size(manifest: Mapping[str, Any], split: str) -> int:
     return int(manifest.get("splits", {}).get(split, {}).get("sentences", 0))
+
+
+def prepare_run(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    run_config: RunConfig,
+    strategy: tf.distribute.Strategy,
+) -> tuple[dict[str, Any], Any, VLANet]:
+    """Seeds the run, reads the data directory and builds the model under `strategy`.
+
+    Returns:
+      (manifest, vocabulary, model): the data's manifest.json and `Vocabulary`, and a
+      compiled VLANet holding the data's word vectors.
+    """
+    from vlanet_tf.data import pipeline
+
+    os.makedirs(os.path.join(run_config.model_dir, "checkpoints"), exist_ok=True)
+    keras.utils.set_random_seed(train_config.seed)
+    if run_config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    manifest = pipeline.load_manifest(run_config.data_dir)
+    vocabulary, word_vectors = pipeline.load_vocabulary(run_config.data_dir)
+    if word_vectors.shape != (model_config.vocab_size, model_config.word_dim):
+        raise ValueError(
+            f"the model expects word vectors {(model_config.vocab_size, model_config.word_dim)}, "
+            f"{run_config.data_dir!r} holds {word_vectors.shape}"
+        )
+    with strategy.scope():
+        model = build_model(model_config, train_config, word_vectors)
+    return manifest, vocabulary, model
+
+
+def steps_per_epoch(
+    manifest: Mapping[str, Any], train_config: TrainConfig, run_config: RunConfig
+) -> int:
+    """`run_config.steps_per_epoch`, or one pass: train sentences // global batch.
+
+    The pipeline's length is unknown to tf.data (videos expand into sentences), so an
+    epoch is counted in steps from the manifest over a repeated stream: the progress
+    bar then shows the epoch's length and training never runs into the end of the data.
+    """
+    return run_config.steps_per_epoch or max(
+        1, _split_size(manifest, "train") // train_config.batch_size
+    )
+
+
+def epoch_callbacks(
+    manifest: Mapping[str, Any],
+    vocabulary: Any,
+    train_config: TrainConfig,
+    run_config: RunConfig,
+) -> list[keras.callbacks.Callback]:
+    """What every epoch writes to model_dir: val ranking and the best weights,
+    history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars."""
+    from vlanet_tf.data import pipeline
+
+    model_dir = run_config.model_dir
+    log_dir = os.path.join(model_dir, "tensorboard")
+    callbacks: list[keras.callbacks.Callback] = []
+    if _split_size(manifest, "val") > 0:
+        val_dataset = pipeline.make_dataset(
+            run_config.data_dir,
+            "val",
+            train_config.batch_size,
+            training=False,
+            vocabulary=vocabulary,
+            max_query_length=run_config.max_query_length,
+        )
+        callbacks.append(
+            ValidationRanking(
+                val_dataset,
+                manifest["dataset"],
+                model_dir,
+                top_k=run_config.eval_top_k,
+                attention_example=run_config.attention_example,
+                log_dir=os.path.join(log_dir, "validation"),
+            )
+        )
+    else:
+        print(f"warning: {run_config.data_dir} has no val split; best = last epoch")
+    return callbacks + [
+        keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_CSV), append=True),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(model_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
+            save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
+    ]
+
+
+def kill_hooks() -> list[keras.callbacks.Callback]:
+    """`KillAfterSteps` when the test hook's environment variable is set."""
+    if os.environ.get(KILL_AFTER_STEPS_ENV):
+        return [KillAfterSteps(int(os.environ[KILL_AFTER_STEPS_ENV]))]
+    return []
+
+
+def finish_run(model: VLANet, model_dir: str, epochs: int) -> dict[str, Any]:
+    """Draws the similarity curve and, without a val split, makes the last epoch best.
+
+    Returns `run_experiment`'s result.
+    """
+    history = read_history(os.path.join(model_dir, HISTORY_CSV))
+    if history:
+        plot_similarity_curve(history, os.path.join(model_dir, SIMILARITY_CURVE))
+    best_path = os.path.join(model_dir, BEST_JSON)
+    if not os.path.isfile(best_path):
+        model.save_weights(os.path.join(model_dir, BEST_WEIGHTS))
+        save_json(best_path, {"epoch": epochs, "metric": None, "metrics": {}})
+    return {"history": history, "best": load_json(best_path), "model": model}
 
 
 def run_experiment(
@@ -507,29 +619,9 @@ def run_experiment(
     """
     from vlanet_tf.data import pipeline
 
-    model_dir = run_config.model_dir
-    os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
-    keras.utils.set_random_seed(train_config.seed)
-    if run_config.deterministic:
-        tf.config.experimental.enable_op_determinism()
     strategy = strategy or build_strategy(run_config.strategy)
-    manifest = pipeline.load_manifest(run_config.data_dir)
-    dataset_name = manifest["dataset"]
-    vocabulary, word_vectors = pipeline.load_vocabulary(run_config.data_dir)
-    if word_vectors.shape != (model_config.vocab_size, model_config.word_dim):
-        raise ValueError(
-            f"the model expects word vectors {(model_config.vocab_size, model_config.word_dim)}, "
-            f"{run_config.data_dir!r} holds {word_vectors.shape}"
-        )
-
-    with strategy.scope():
-        model = build_model(model_config, train_config, word_vectors)
-
-    # The pipeline's length is unknown to tf.data (videos expand into sentences), so
-    # an epoch is counted in steps from the manifest over a repeated stream: Keras then
-    # shows the epoch's length and never runs into the end of the data.
-    steps_per_epoch = run_config.steps_per_epoch or max(
-        1, _split_size(manifest, "train") // train_config.batch_size
+    manifest, vocabulary, model = prepare_run(
+        model_config, train_config, run_config, strategy
     )
     train_dataset = pipeline.make_dataset(
         run_config.data_dir,
@@ -542,62 +634,22 @@ def run_experiment(
         repeat=True,
         max_query_length=run_config.max_query_length,
     ).map(training_features, num_parallel_calls=tf.data.AUTOTUNE)
-    log_dir = os.path.join(model_dir, "tensorboard")
-    callbacks: list[keras.callbacks.Callback] = []
-    if _split_size(manifest, "val") > 0:
-        val_dataset = pipeline.make_dataset(
-            run_config.data_dir,
-            "val",
-            train_config.batch_size,
-            training=False,
-            vocabulary=vocabulary,
-            max_query_length=run_config.max_query_length,
-        )
-        callbacks.append(
-            ValidationRanking(
-                val_dataset,
-                dataset_name,
-                model_dir,
-                top_k=run_config.eval_top_k,
-                attention_example=run_config.attention_example,
-                log_dir=os.path.join(log_dir, "validation"),
-            )
-        )
-    else:
-        print(f"warning: {run_config.data_dir} has no val split; best = last epoch")
-    callbacks += [
-        keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_CSV), append=True),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(model_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
-            save_weights_only=True,
-        ),
-        keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
+    callbacks = epoch_callbacks(manifest, vocabulary, train_config, run_config) + [
         # Last, so that everything an epoch writes exists before it counts as done.
         # Kept after the run, so rerunning a finished command trains no more and a
         # larger --epochs continues from the last epoch.
         keras.callbacks.BackupAndRestore(
-            os.path.join(model_dir, "backup"), delete_checkpoint=False
+            os.path.join(run_config.model_dir, BACKUP_DIR), delete_checkpoint=False
         ),
     ]
-    if os.environ.get(KILL_AFTER_STEPS_ENV):
-        callbacks.append(KillAfterSteps(int(os.environ[KILL_AFTER_STEPS_ENV])))
-
     model.fit(
         train_dataset,
         epochs=train_config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=_verbosity(run_config.verbose),
+        steps_per_epoch=steps_per_epoch(manifest, train_config, run_config),
+        callbacks=callbacks + kill_hooks(),
+        verbose=fit_verbosity(run_config.verbose),
     )
-
-    history = read_history(os.path.join(model_dir, HISTORY_CSV))
-    if history:
-        plot_similarity_curve(history, os.path.join(model_dir, SIMILARITY_CURVE))
-    best_path = os.path.join(model_dir, BEST_JSON)
-    if not os.path.isfile(best_path):
-        model.save_weights(os.path.join(model_dir, BEST_WEIGHTS))
-        save_json(best_path, {"epoch": train_config.epochs, "metric": None, "metrics": {}})
-    return {"history": history, "best": load_json(best_path), "model": model}
+    return finish_run(model, run_config.model_dir, train_config.epochs)
 
 
 def save_run_config(
