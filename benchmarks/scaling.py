@@ -1,0 +1,261 @@
+"""Time and peak memory of one (video, query) against the video's length T.
+
+    python -m benchmarks.scaling --clips=16,64 [--feature_dim=4096 --min_seconds=2]
+
+prints one JSON line per T. `measure` runs that in fresh subprocesses and fits the
+power law ms = a·T^e.
+
+Peak memory: TensorFlow's CPU allocator reports nothing through
+`tf.config.experimental.get_memory_info` (it returns zeros on CPU) and tracemalloc
+does not see its buffers, so the figure is read from the kernel: the process's peak
+resident set (VmHWM) is reset through /proc/self/clear_refs right before the query and
+read right after it, minus the resident set before it. That is the working memory of
+one call, the inputs (4·T·F bytes of features, created before the reset) excluded,
+after tracing and a warm-up call. Where clear_refs is not available the growth of
+`ru_maxrss` over the peak after the warm-up is used instead (it cannot see below the
+warm-up's high-water mark). Several T in one process must be given in increasing order.
+
+Why a point costs what it costs: beside the full model, each point also times the model
+without self-attention (the only part whose cost is quadratic in the number of segment
+groups K, through the K x K energies of A(V, V)), and carries the analytic FLOPs of
+every term from `benchmarks.flops`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+CLIP_FRAMES = 16  # C3D clips of Charades-STA: 16 frames at 24 fps.
+WORDS = 9
+VOCAB_SIZE = 1000
+LARGE_T = 256
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Sets the peak resident set to the current one; False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
+            f.write("5")
+        return _status_mb("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def _maxrss_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def call_peak_mb(fn: Any, inputs: dict[str, Any], fallback_baseline: float) -> tuple[float, str]:
+    """(peak working memory of one call in MiB, the method used)."""
+    if _reset_peak():
+        before = _status_mb("VmRSS")
+        fn(inputs)["similarity"].numpy()
+        return max(_status_mb("VmHWM") - before, 0.0), "VmHWM reset by clear_refs"
+    fn(inputs)["similarity"].numpy()
+    return max(_maxrss_mb() - fallback_baseline, 0.0), "ru_maxrss growth over the warm-up"
+
+
+def _inputs(clips: int, feature_dim: int, fps: float, seed: int = 0) -> dict[str, Any]:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    return {
+        "query_tokens": tf.constant(rng.integers(2, VOCAB_SIZE, (1, WORDS)), tf.int32),
+        "video_features": tf.constant(
+            rng.normal(size=(1, clips, feature_dim)).astype(np.float32)
+        ),
+        "video_length": tf.constant([clips], tf.int32),
+        "duration": tf.constant([clips * CLIP_FRAMES / fps], tf.float32),
+    }
+
+
+def _timed(fn: Any, inputs: dict[str, Any], min_seconds: float) -> float:
+    """Median ms of repeated calls for at least `min_seconds` (3 calls at least)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn(inputs)["similarity"].numpy()
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times))
+
+
+def run_points(
+    clips: Sequence[int], feature_dim: int, min_seconds: float
+) -> list[dict[str, Any]]:
+    """Measures each T in this process (T increasing); see the module docstring."""
+    import tensorflow as tf
+
+    from benchmarks import flops
+    from vlanet_tf.config import ModelConfig
+    from vlanet_tf.model import build_vlanet
+
+    if list(clips) != sorted(clips):
+        raise ValueError(f"clips must be increasing, got {list(clips)}")
+    config = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim)
+    ablated = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim, use_self_attention=False)
+    # One signature with a free T, so every point reuses the same traced graph.
+    signature = [
+        {
+            "query_tokens": tf.TensorSpec([1, WORDS], tf.int32),
+            "video_features": tf.TensorSpec([1, None, feature_dim], tf.float32),
+            "video_length": tf.TensorSpec([1], tf.int32),
+            "duration": tf.TensorSpec([1], tf.float32),
+        }
+    ]
+
+    def compiled(cfg: ModelConfig) -> Any:
+        network = build_vlanet(cfg)
+        return tf.function(lambda x: network(x, training=False), input_signature=signature)
+
+    full = compiled(config)
+    smallest = _inputs(min(clips), feature_dim, config.fps)
+    full(smallest)["similarity"].numpy()
+    baseline = _maxrss_mb()
+    points = []
+    for t in clips:
+        inputs = _inputs(t, feature_dim, config.fps)
+        peak, method = call_peak_mb(full, inputs, baseline)
+        ms = _timed(full, inputs, min_seconds)
+        shape = flops.StepShape.charades(t, WORDS, config, CLIP_FRAMES)
+        terms = flops.step_terms(config, shape, training=False)
+        total = sum(term.total for term in terms.values())
+        points.append(
+            {
+                "T": t,
+                "K": shape.groups,
+                "ms": ms,
+                "peak_mb": peak,
+                "memory_method": method,
+                "input_mb": 4.0 * t * feature_dim / 2**20,
+                "mflops": total / 1e6,
+                "self_video_flop_share": terms["self_video"].total / total,
+            }
+        )
+    # The ablation runs after every memory reading so that it cannot raise the peaks.
+    without_self = compiled(ablated)
+    for point in points:
+        inputs = _inputs(point["T"], feature_dim, config.fps)
+        without_self(inputs)["similarity"].numpy()
+        point["ms_without_self_attention"] = _timed(without_self, inputs, min_seconds / 2)
+    return points
+
+
+def fit_exponent(clips: Sequence[float], ms: Sequence[float]) -> float:
+    """e of the least-squares fit log(ms) = log(a) + e·log(T)."""
+    slope, _ = np.polyfit(np.log(np.asarray(clips, float)), np.log(np.asarray(ms, float)), 1)
+    return float(slope)
+
+
+def _large_fit(clips: Sequence[int], ms: Sequence[float]) -> float | None:
+    pairs = [(c, v) for c, v in zip(clips, ms) if c >= LARGE_T]
+    if len(pairs) < 2:
+        return None
+    return fit_exponent([c for c, _ in pairs], [v for _, v in pairs])
+
+
+def local_exponents(clips: Sequence[float], ms: Sequence[float]) -> list[float]:
+    """The slope of log(ms) against log(T) between consecutive points."""
+    return [
+        math.log(ms[i + 1] / ms[i]) / math.log(clips[i + 1] / clips[i])
+        for i in range(len(clips) - 1)
+    ]
+
+
+def measure(
+    clips: Sequence[int],
+    feature_dim: int = 4096,
+    min_seconds: float = 2.0,
+    fresh_process_per_point: bool = True,
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """The `scaling` entry of the benchmark JSON (see the module docstring)."""
+    groups = [[t] for t in clips] if fresh_process_per_point else [list(clips)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    points: list[dict[str, Any]] = []
+    for group in groups:
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.scaling",
+            "--clips=" + ",".join(map(str, group)),
+            f"--feature_dim={feature_dim}",
+            f"--min_seconds={min_seconds}",
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=root, timeout=timeout_s
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(command)} failed with {result.returncode}: {result.stderr[-2000:]}"
+            )
+        points += [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    t = [p["T"] for p in points]
+    ms = [p["ms"] for p in points]
+    ablated = [p["ms_without_self_attention"] for p in points]
+    return {
+        "T": t,
+        "K": [p["K"] for p in points],
+        "ms": ms,
+        "peak_mb": [p["peak_mb"] for p in points],
+        "exponent": fit_exponent(t, ms),
+        # Small T is dominated by per-call overhead, which flattens the full fit; the
+        # fit over T >= LARGE_T shows how the model itself grows.
+        "exponent_large_T": _large_fit(t, ms),
+        "local_exponents": local_exponents(t, ms),
+        "ms_without_self_attention": ablated,
+        "exponent_without_self_attention": fit_exponent(t, ablated),
+        "exponent_large_T_without_self_attention": _large_fit(t, ablated),
+        "mflops": [p["mflops"] for p in points],
+        "self_video_flop_share": [p["self_video_flop_share"] for p in points],
+        "feature_dim": feature_dim,
+        "words": WORDS,
+        "clip_frames": CLIP_FRAMES,
+        "input_mb": [p["input_mb"] for p in points],
+        "memory_method": (
+            "peak resident set growth during one call, inputs excluded ("
+            + ", ".join(sorted({p["memory_method"] for p in points}))
+            + "), after a warm-up; "
+            + ("a fresh process per T" if fresh_process_per_point else "one process, T increasing")
+        ),
+    }
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", required=True, help="comma-separated T values, increasing")
+    parser.add_argument("--feature_dim", type=int, default=4096)
+    parser.add_argument("--min_seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    clips = [int(c) for c in args.clips.split(",")]
+    for point in run_points(clips, args.feature_dim, args.min_seconds):
+        print(json.dumps(point), flush=True)
+
+
+if __name__ == "__main__":
+    main()
