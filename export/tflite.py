@@ -41,7 +41,7 @@ def model_filename(variant: str) -> str:
 
 
 def frozen_single_signature(saved_model_dir: str) -> tuple[Any, Any]:
-    """(concrete function, loaded SavedModel): the batch-1 token signature, frozen.
+    """(tf.function, loaded SavedModel): the batch-1 token signature, frozen.
 
     `TFLiteConverter.from_saved_model` keeps the GRU loop's variable reads as
     READ_VARIABLE ops that the interpreter cannot resolve inside the WHILE body (it
@@ -67,7 +67,7 @@ def frozen_single_signature(saved_model_dir: str) -> tuple[Any, Any]:
         # The frozen function returns a flat list; named outputs need the dict back.
         return tf.nest.pack_sequence_as(signature.structured_outputs, tf.nest.flatten(flat))
 
-    return serve.get_concrete_function(), loaded
+    return serve, loaded
 
 
 def convert(saved_model_dir: str, variant: str = "float32") -> bytes:
@@ -81,7 +81,9 @@ def convert(saved_model_dir: str, variant: str = "float32") -> bytes:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     function, loaded = frozen_single_signature(saved_model_dir)
     # Passing the loaded object gives the flatbuffer a signature with named tensors.
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], loaded
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
