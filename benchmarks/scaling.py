@@ -83,7 +83,7 @@ def _inputs(clips: int, feature_dim: int, fps: float, seed: int = 0) -> dict[str
     return {
         "query_tokens": tf.constant(rng.integers(2, VOCAB_SIZE, (1, WORDS)), tf.int32),
         "video_features": tf.constant(
-            rng.normal(size=(1, clips, feature_dim)).astype(np.float32)
+            rng.standard_normal((1, clips, feature_dim), dtype=np.float32)
         ),
         "video_length": tf.constant([clips], tf.int32),
         "duration": tf.constant([clips * CLIP_FRAMES / fps], tf.float32),
@@ -187,32 +187,23 @@ def measure(
     clips: Sequence[int],
     feature_dim: int = 4096,
     min_seconds: float = 2.0,
-    fresh_process_per_point: bool = True,
+    process: str = "per_point",
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
-    """The `scaling` entry of the benchmark JSON (see the module docstring)."""
-    groups = [[t] for t in clips] if fresh_process_per_point else [list(clips)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    points: list[dict[str, Any]] = []
-    for group in groups:
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.scaling",
-            "--clips=" + ",".join(map(str, group)),
-            f"--feature_dim={feature_dim}",
-            f"--min_seconds={min_seconds}",
-        ]
-        result = subprocess.run(
-            command, capture_output=True, text=True, env=env, cwd=root, timeout=timeout_s
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(command)} failed with {result.returncode}: {result.stderr[-2000:]}"
-            )
-        points += [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    """The `scaling` entry of the benchmark JSON (see the module docstring).
+
+    `process`: "per_point" runs each T in a fresh subprocess (allocator state of one
+    point cannot affect the next); "in_process" runs every T here, in increasing order,
+    which saves a TensorFlow start-up per point for smoke runs.
+    """
+    if process == "in_process":
+        points = run_points(sorted(clips), feature_dim, min_seconds)
+    elif process == "per_point":
+        points = []
+        for t in clips:
+            points += _subprocess_points([t], feature_dim, min_seconds, timeout_s)
+    else:
+        raise ValueError(f"process must be 'per_point' or 'in_process', got {process!r}")
     t = [p["T"] for p in points]
     ms = [p["ms"] for p in points]
     ablated = [p["ms_without_self_attention"] for p in points]
@@ -239,9 +230,33 @@ def measure(
             "peak resident set growth during one call, inputs excluded ("
             + ", ".join(sorted({p["memory_method"] for p in points}))
             + "), after a warm-up; "
-            + ("a fresh process per T" if fresh_process_per_point else "one process, T increasing")
+            + ("a fresh process per T" if process == "per_point" else "one process, T increasing")
         ),
     }
+
+
+def _subprocess_points(
+    clips: Sequence[int], feature_dim: int, min_seconds: float, timeout_s: float
+) -> list[dict[str, Any]]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.scaling",
+        "--clips=" + ",".join(map(str, clips)),
+        f"--feature_dim={feature_dim}",
+        f"--min_seconds={min_seconds}",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=root, timeout=timeout_s
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed with {result.returncode}: {result.stderr[-2000:]}"
+        )
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def main() -> None:
