@@ -169,6 +169,14 @@ class VLANetServing(tf.Module):
                 message=f"every {source} needs at least one word: got one with no word "
                 "left after tokenisation (only [a-z0-9'] count)",
             ),
+            # The signature's static shape already says F, but a loaded signature does
+            # not always enforce it; without this the error would be a matmul's.
+            tf.debugging.assert_equal(
+                tf.shape(features)[2],
+                self.feature_dim,
+                message=f"video_features must have {self.feature_dim} features per clip "
+                "(the model's F)",
+            ),
             tf.debugging.assert_positive(
                 clips, message="video_features has T = 0 clips; at least 1 is needed"
             ),

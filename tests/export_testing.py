@@ -1,0 +1,98 @@
+"""One tiny trained run and its SavedModel, shared by the export and serving tests.
+
+Training and exporting take most of these tests' time, so the first test that asks for
+the run builds it and every later one (in any module) reuses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests import data_testing
+
+REPO = Path(__file__).resolve().parents[1]
+_RUNS: dict[str, "ExportedRun"] = {}
+
+
+@dataclasses.dataclass
+class ExportedRun:
+    release: Path  # synthetic release: features.h5, Charades_v1_test.csv, ...
+    data_dir: Path
+    model_dir: Path
+    export_base: Path
+    saved_model: Path  # export_base / "1"
+
+
+def exported_run(tmp_path_factory) -> ExportedRun:
+    """Synthetic data -> 2 training steps -> export_base/1 (built once per session)."""
+    if "run" in _RUNS:
+        return _RUNS["run"]
+    from data_prep import build as build_lib
+    from export import saved_model
+    from vlanet_tf import training
+    from vlanet_tf.config import ModelConfig, TrainConfig
+    from vlanet_tf.flags import read_data_properties
+
+    root = tmp_path_factory.mktemp("exported_run")
+    release, data_dir = root / "release", root / "data"
+    data_testing.make_charades_release(release, num_videos=24, num_test=8)
+    build_lib.build(data_testing.charades_options(release, data_dir, num_shards=1))
+    props = read_data_properties(str(data_dir))
+    model_config = ModelConfig(
+        vocab_size=props["vocab_size"],
+        word_dim=props["word_dim"],
+        feature_dim=props["feature_dim"],
+        hidden_dim=16,
+    )
+    train_config = TrainConfig(batch_size=8, epochs=1)
+    run_config = training.RunConfig(
+        data_dir=str(data_dir),
+        model_dir=str(root / "model"),
+        strategy="one_device",
+        steps_per_epoch=2,
+        verbose=0,
+    )
+    training.save_run_config(run_config.model_dir, model_config, train_config, run_config)
+    training.run_experiment(model_config, train_config, run_config)
+    export_base = root / "serve"
+    path = saved_model.export_run(run_config.model_dir, str(export_base))
+    _RUNS["run"] = ExportedRun(
+        release, data_dir, Path(run_config.model_dir), export_base, Path(path)
+    )
+    return _RUNS["run"]
+
+
+def durations(release: Path) -> dict[str, float]:
+    """Video id -> seconds, from the synthetic release's test CSV."""
+    with open(release / "Charades_v1_test.csv", encoding="utf-8") as f:
+        return {row["id"]: float(row["length"]) for row in csv.DictReader(f)}
+
+
+def random_video(num_clips: int, feature_dim: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(num_clips, feature_dim)).astype(np.float32)
+
+
+def isolated_env() -> dict[str, str]:
+    """The environment of a process that must not see this repository."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def run_module(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """`python -m ...` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=data_testing.env_with_repo_on_path(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
