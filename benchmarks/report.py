@@ -326,6 +326,81 @@ def markdown(result: dict[str, Any], json_path: str = "bench.json") -> str:
             "  " + explain[name](result, entry["met"]),
             "",
         ]
+    lines += [
+        "## Training step",
+        "",
+        "| F | samples/s | step ms | MFLOP/sample | GFLOP/s | matmul GFLOP/s | ratio | "
+        "ratio per round |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for key, tr in sorted(s["train"].items(), key=lambda kv: int(kv[0])):
+        rounds = ", ".join(_fmt(r) for r in tr["roofline_ratio_per_round"])
+        lines.append(
+            f"| {key} | {_fmt(tr['samples_per_s'])} | {_fmt(tr['step_ms'])} | "
+            f"{_fmt(tr['mflops_per_sample'])} | {_fmt(tr['train_gflops_per_s'])} | "
+            f"{_fmt(tr['matmul_gflops_per_s'])} | {_fmt(tr['roofline_ratio'])} | {rounds} |"
+        )
+    head = s["train"][str(result["feature_dim"])]
+    shares = sorted(head["flops_breakdown"].items(), key=lambda kv: -kv[1]["share"])
+    lines += [
+        "",
+        f"Batch {head['batch_size']}, {head['clips']} clips, {head['words']} words, "
+        f"K = {head['groups']} groups x L = {head['scales']} windows, D = "
+        f"{head['hidden_dim']}, {head['num_negatives']} negative pass per sample, "
+        f"{head['optimizer']}. Where the FLOPs go at F = {head['feature_dim']}: "
+        + ", ".join(f"{name} {100 * v['share']:.1f}%" for name, v in shares if v["share"] >= 0.005)
+        + ".",
+        "",
+    ]
+    sc = s["scaling"]
+    lines += [
+        "## Scaling with video length",
+        "",
+        f"One query of {sc['words']} words against one video of T clips at F = "
+        f"{sc['feature_dim']}; K = 2T segment groups. Memory: {sc['memory_method']}.",
+        "",
+        "| T | K | ms | ms without self-attention | peak MB | input MB | MFLOP | "
+        "A(V, V) share of FLOPs | matmul GFLOP/s beside it |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for i, clips in enumerate(sc["T"]):
+        busy = sc.get("reference_matmul_gflops_per_s", [None] * len(sc["T"]))[i]
+        lines.append(
+            f"| {clips:,} | {sc['K'][i]:,} | {_fmt(sc['ms'][i])} | "
+            f"{_fmt(sc['ms_without_self_attention'][i])} | {_fmt(sc['peak_mb'][i])} | "
+            f"{_fmt(sc['input_mb'][i])} | {_fmt(sc['mflops'][i])} | "
+            f"{100 * sc['self_video_flop_share'][i]:.0f}% | {_fmt(busy)} |"
+        )
+    lines += [
+        "",
+        f"Power-law exponent of time in T: {_fmt(sc['exponent'])} over every T, "
+        f"{_fmt(sc.get('exponent_large_T'))} over T >= 256; without self-attention "
+        f"{_fmt(sc['exponent_without_self_attention'])} and "
+        f"{_fmt(sc.get('exponent_large_T_without_self_attention'))}. Between consecutive "
+        "points: " + ", ".join(_fmt(e) for e in sc["local_exponents"]) + ".",
+        "",
+    ]
+    dp = s["data_prep"]
+    lines += [
+        "## Data",
+        "",
+        f"data_prep: {dp['videos']:,} synthetic videos ({dp['sentences']:,} sentences, "
+        f"F = {dp['feature_dim']}, 20-40 s each) from the Charades-STA release formats "
+        f"to {dp['bytes_written'] / 2**30:.2f} GiB of TFRecord shards in "
+        f"{_fmt(dp['seconds'])} s: {_fmt(dp['videos_per_s'])} videos/s (synthesising "
+        f"the release took {_fmt(dp['synthesize_s'])} s and is not counted). The "
+        f"features are {dp['feature_dim']}-d rather than C3D's 4096 to keep the set "
+        "at a size the run can write and delete each time.",
+        "",
+        "| F | pipeline records/s | MB/s | training samples/s | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, pipe in sorted(s["pipeline"].items(), key=lambda kv: int(kv[0])):
+        lines.append(
+            f"| {key} | {_fmt(pipe['records_per_s'])} | {_fmt(pipe['mb_per_s'])} | "
+            f"{_fmt(pipe['train_samples_per_s'])} | {_fmt(pipe['pipeline_to_train_ratio'])} |"
+        )
+    lines.append("")
     inf = s["inference"]
     lines += [
         "## Serving",

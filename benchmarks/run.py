@@ -648,10 +648,13 @@ def headline(sections: dict[str, Any], head: int) -> dict[str, Any]:
     for name in ("keras", "saved_model", "tflite"):
         if name in engines:
             e = engines[name]
+            batched = "batched_queries_per_s" in e
             serving[name] = {
                 "ms_p50": e["ms_p50"],
                 "ms_p99": e["ms_p99"],
+                # A batch-1 engine's throughput is its single-query rate.
                 "queries_per_s_batched": e.get("batched_queries_per_s", 1000.0 / e["ms_p50"]),
+                "batch": sections["inference"]["batch"] if batched else 1,
             }
         else:
             serving[name] = sections["inference"]["not_measured"][name]

@@ -108,7 +108,7 @@ def run_points(
     """Measures each T in this process (T increasing); see the module docstring."""
     import tensorflow as tf
 
-    from benchmarks import flops
+    from benchmarks import flops, reference
     from vlanet_tf.config import ModelConfig
     from vlanet_tf.model import build_vlanet
 
@@ -139,6 +139,8 @@ def run_points(
     for t in clips:
         inputs = _inputs(t, feature_dim, config.fps)
         peak, method = call_peak_mb(full, inputs, baseline)
+        # How busy the machine was while this point ran (it is shared).
+        busy = reference.quick_reference()
         ms = _timed(full, inputs, min_seconds)
         shape = flops.StepShape.charades(t, WORDS, config, CLIP_FRAMES)
         terms = flops.step_terms(config, shape, training=False)
@@ -149,6 +151,7 @@ def run_points(
                 "K": shape.groups,
                 "ms": ms,
                 "peak_mb": peak,
+                "reference_matmul_gflops_per_s": busy,
                 "memory_method": method,
                 "input_mb": 4.0 * t * feature_dim / 2**20,
                 "mflops": total / 1e6,
@@ -228,6 +231,7 @@ def measure(
         "words": WORDS,
         "clip_frames": CLIP_FRAMES,
         "input_mb": [p["input_mb"] for p in points],
+        "reference_matmul_gflops_per_s": [p["reference_matmul_gflops_per_s"] for p in points],
         "memory_method": (
             "peak resident set growth during one call, inputs excluded ("
             + ", ".join(sorted({p["memory_method"] for p in points}))
