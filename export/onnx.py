@@ -2,11 +2,14 @@
 
     python -m export.onnx --saved_model=E/1 --output=vlanet.onnx [--opset=17]
 
-The source is the SavedModel's `serve_tokens_single` signature (batch 1, dynamic T and
-M; the same graph TFLite is made from), so the ONNX model takes token ids like the
-TFLite one: `query_tokens` int32 [1, M], `video_features` float32 [1, T, F],
-`video_length` int32 [1], `duration` float32 [1] -> `moments` [1, k, 2], `scores`
-[1, k], `similarity` [1], `num_moments` int32 [1]. vocab.txt is copied beside it.
+The source is the SavedModel's `serve_tokens` signature (dynamic batch, T and M;
+`--signature=serve_tokens_single` gives the batch-1 graph TFLite is made from). ONNX has
+no string ops, so the model takes token ids, like the TFLite one: `query_tokens` int32
+[B, M] (0-padded), `video_features` float32 [B, T, F], `video_length` int32 [B],
+`duration` float32 [B] -> `moments` [B, k, 2], `scores` [B, k], `similarity` [B],
+`num_moments` int32 [B]. The SavedModel's request assertions are not carried over
+(tf2onnx drops Assert ops): check inputs as export.saved_model lists before running.
+vocab.txt is copied beside the model.
 
 `session()` prefers onnxruntime's TensorRT, then CUDA execution provider when the
 installed onnxruntime has them (the `onnxruntime-gpu` wheel on a GPU machine) and falls
@@ -33,12 +36,20 @@ PREFERRED_PROVIDERS = (
 INPUT_ORDER = ("query_tokens", "video_features", "video_length", "duration")
 
 
-def convert(saved_model_dir: str, output: str, opset: int = DEFAULT_OPSET) -> str:
-    """Writes the ONNX model of the batch-1 token signature; returns `output`."""
+def convert(
+    saved_model_dir: str,
+    output: str,
+    opset: int = DEFAULT_OPSET,
+    signature_name: str = saved_model_lib.TOKENS_SIGNATURE,
+) -> str:
+    """Writes the ONNX model of a token-id signature; returns `output`."""
     import tf2onnx
 
     loaded = tf.saved_model.load(saved_model_dir)
-    signature = loaded.signatures[saved_model_lib.SINGLE_SIGNATURE]
+    tokens_signatures = (saved_model_lib.TOKENS_SIGNATURE, saved_model_lib.SINGLE_SIGNATURE)
+    if signature_name not in tokens_signatures:
+        raise ValueError(f"signature must be one of {tokens_signatures}, got {signature_name!r}")
+    signature = loaded.signatures[signature_name]
     specs = [signature.structured_input_signature[1][name] for name in INPUT_ORDER]
 
     # tf2onnx inlines and freezes a tf.function; the signature itself is a
@@ -96,6 +107,12 @@ def define_flags() -> None:
     flags.DEFINE_string("saved_model", None, "An exported version folder, e.g. E/1.")
     flags.DEFINE_string("output", None, "Path of the .onnx file to write.")
     flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset.")
+    flags.DEFINE_enum(
+        "signature",
+        saved_model_lib.TOKENS_SIGNATURE,
+        [saved_model_lib.TOKENS_SIGNATURE, saved_model_lib.SINGLE_SIGNATURE],
+        "Token-id signature to convert (dynamic batch or batch 1).",
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -103,7 +120,9 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
     if not flags.FLAGS.saved_model or not flags.FLAGS.output:
         raise app.UsageError("--saved_model and --output are required")
-    path = convert(flags.FLAGS.saved_model, flags.FLAGS.output, flags.FLAGS.opset)
+    path = convert(
+        flags.FLAGS.saved_model, flags.FLAGS.output, flags.FLAGS.opset, flags.FLAGS.signature
+    )
     sess = session(path)
     print(f"{path} ({os.path.getsize(path)} bytes); onnxruntime providers: {sess.get_providers()}")
 
