@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -37,6 +38,20 @@ def rank_example(
     return [[float(m[i, 0]), float(m[i, 1]), float(s[i])] for i in keep]
 
 
+# One traced forward function per model, so that ranking the validation split every
+# epoch reuses the trace instead of tracing a fresh tf.function each time.
+_FORWARD: "weakref.WeakKeyDictionary[Any, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _forward(model: Any) -> Callable:
+    if model not in _FORWARD:
+        _FORWARD[model] = tf.function(
+            lambda batch: model({k: batch[k] for k in INPUT_KEYS}, training=False),
+            reduce_retracing=True,
+        )
+    return _FORWARD[model]
+
+
 def _text(values: np.ndarray) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
@@ -53,12 +68,10 @@ def predict_dataset(
     when the batch carries ground truth, `ground_truth` (the annotators' [start, end]
     in seconds) and `duration`.
     """
-    forward: Callable = tf.function(
-        lambda batch: model({k: batch[k] for k in INPUT_KEYS}, training=False),
-        reduce_retracing=True,
-    )
+    forward = _forward(model)
     for batch in dataset:
-        out = {k: v.numpy() for k, v in forward(batch).items()}
+        inputs = {k: batch[k] for k in INPUT_KEYS}
+        out = {k: v.numpy() for k, v in forward(inputs).items()}
         query_ids = _text(batch["query_id"].numpy())
         video_ids = _text(batch["video_id"].numpy())
         gt = batch["moments"].numpy() if "moments" in batch else None
