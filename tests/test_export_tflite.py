@@ -9,6 +9,8 @@ import tensorflow as tf
 from export import saved_model, tflite
 from tests import export_testing
 
+pytest.importorskip("ai_edge_litert")
+
 F = 8
 CLIPS = (1, 2, 17, 300)
 

@@ -152,6 +152,7 @@ def test_rest_client_talks_http_to_a_stand_in_server(serving):
 
 def test_grpc_predict_request_through_a_stand_in_prediction_service(serving):
     grpc = pytest.importorskip("grpc")
+    pytest.importorskip("tensorflow_serving")
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     class Service(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -217,3 +218,15 @@ def test_served_r1_at_05_equals_the_evaluate_cli(run, serving, tmp_path):
     cli = json.loads(metrics_path.read_text())
     assert served["R1@0.5"] == pytest.approx(cli["R1@0.5"], abs=1e-9)
     assert served == pytest.approx({k: cli[k] for k in served}, abs=1e-9)
+
+
+def test_models_config_names_the_model_the_clients_ask_for():
+    pytest.importorskip("tensorflow_serving")
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = export_testing.REPO / "export" / "models.config"
+    config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert model.name == client.DEFAULT_MODEL_NAME
+    assert model.base_path == "/models/vlanet" and model.model_platform == "tensorflow"
