@@ -116,6 +116,21 @@ def video_keys(video_id: tf.Tensor) -> tf.Tensor:
     return tf.strings.to_hash_bucket_fast(video_id, 2**62)
 
 
+def _all_gather(ctx: tf.distribute.ReplicaContext, value: tf.Tensor) -> tf.Tensor:
+    """`ctx.all_gather(value, axis=0)`, also with one replica per worker.
+
+    MultiWorkerMirroredStrategy with one device per worker runs the replica function
+    under no device scope, and inside a tf.function `all_gather` of a tensor without a
+    device fails ("destinations can not be empty", TF 2.21); pinning the value to the
+    worker's device gives the gather its destination.
+    """
+    devices = ctx.strategy.extended.worker_devices
+    if len(devices) == 1:
+        with tf.device(devices[0]):
+            value = tf.identity(value)
+    return ctx.all_gather(value, axis=0)
+
+
 def _repeat_rows(tree: dict[str, tf.Tensor], times: int) -> dict[str, tf.Tensor]:
     return {k: tf.repeat(v, times, axis=0) for k, v in tree.items()}
 
@@ -197,10 +212,10 @@ class VLANet(keras.Model):
         ctx = tf.distribute.get_replica_context()
         if not self.gather_negatives or ctx is None or ctx.num_replicas_in_sync == 1:
             return tokens, keys, tf.constant(0, tf.int32)
-        lengths = ctx.all_gather(tf.shape(tokens)[1:2], axis=0)
+        lengths = _all_gather(ctx, tf.shape(tokens)[1:2])
         tokens = tf.pad(tokens, [[0, 0], [0, tf.reduce_max(lengths) - tf.shape(tokens)[1]]])
         offset = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * tf.shape(tokens)[0]
-        return ctx.all_gather(tokens, axis=0), ctx.all_gather(keys, axis=0), offset
+        return _all_gather(ctx, tokens), _all_gather(ctx, keys), offset
 
     def contrastive_step(
         self, data: dict[str, tf.Tensor], training: bool
