@@ -34,7 +34,8 @@ def main(argv: Sequence[str]) -> None:
     )
     result = training.run_experiment(model_config, train_config, run_config)
     best = result["best"]
-    print(f"best epoch {best['epoch']} ({best['metric']}): {best['metrics']}")
+    if best is not None:  # None on the workers of a multi-worker run that do not write.
+        print(f"best epoch {best['epoch']} ({best['metric']}): {best['metrics']}")
 
 
 if __name__ == "__main__":

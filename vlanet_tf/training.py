@@ -617,6 +617,11 @@ def run_experiment(
       {"history": per-epoch rows, "best": best.json contents or None, "model": the
       trained VLANet (last epoch's weights)}.
     """
+    if run_config.strategy == "multi_worker":
+        # Model.fit fails under MultiWorkerMirroredStrategy in Keras 3.
+        from vlanet_tf import custom_loop
+
+        return custom_loop.run_experiment(model_config, train_config, run_config, strategy)
     from vlanet_tf.data import pipeline
 
     strategy = strategy or build_strategy(run_config.strategy)
