@@ -39,14 +39,17 @@ from vlanet_tf.model import VLANet
 from vlanet_tf.training import RunConfig
 
 # Test hook: every worker writes its final weights (and its optimizer step and epoch)
-# to <this directory>/worker-<task id>.npz, so replicas can be compared.
+# to <this directory>/<task_name>.npz (e.g. worker-1.npz), so replicas can be compared.
 FINAL_WEIGHTS_ENV = "VLANET_TRAIN_FINAL_WEIGHTS"
 
 
-def task_id(strategy: tf.distribute.Strategy) -> int:
-    """This worker's index in its job; 0 outside a cluster."""
+def task_name(strategy: tf.distribute.Strategy) -> str:
+    """This task as "<type>-<index>" from TF_CONFIG ("worker-1"); "worker-0" outside a
+    cluster."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+    if resolver is None or not resolver.task_type:
+        return "worker-0"
+    return f"{resolver.task_type}-{resolver.task_id or 0}"
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -134,7 +137,7 @@ class TrainState:
         self.write_directory = (
             directory
             if self.chief
-            else os.path.join(directory, f"workertemp_{task_id(strategy)}")
+            else os.path.join(directory, f"temp-{task_name(strategy)}")
         )
         self._manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=1)
 
@@ -164,7 +167,7 @@ def dump_final_weights(model: VLANet, strategy: tf.distribute.Strategy, epoch: i
     arrays = {f"weights/{w.path}": np.asarray(w.numpy()) for w in model.weights}
     arrays["iterations"] = np.asarray(int(model.optimizer.iterations.numpy()))
     arrays["epoch"] = np.asarray(epoch)
-    np.savez(os.path.join(directory, f"worker-{task_id(strategy)}.npz"), **arrays)
+    np.savez(os.path.join(directory, f"{task_name(strategy)}.npz"), **arrays)
 
 
 def run_experiment(
