@@ -119,6 +119,7 @@ def test_fresh_process_without_the_project_gives_the_keras_outputs(run, tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     diffs = json.loads(result.stdout.strip().splitlines()[-1])
+    print("SavedModel vs Keras, max abs diff:", diffs)
     assert max(diffs.values()) <= 1e-5, diffs
 
 
