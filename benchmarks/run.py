@@ -55,8 +55,8 @@ class BenchOptions:
     clips: int = 45
     words: int = 9
     feature_dims: tuple[int, ...] = (1024, 4096)
-    train_rounds: int = 3
-    train_steps_per_round: int = 6
+    train_rounds: int = 5
+    train_steps_per_round: int = 4
     matmul_seconds: float = 0.3
     pipeline_videos: int = 400
     pipeline_batches: int = 100

@@ -15,6 +15,11 @@ after tracing and a warm-up call at T = 4. Where clear_refs is not available the
 `ru_maxrss` over the peak after the warm-up is used instead (it cannot see below the
 warm-up's high-water mark). Several T in one process must be given in increasing order.
 
+Time: the median of repeated calls, in rounds that each start with a matmul probe of
+how busy the (shared) machine is. Time multiplied by that probe's GFLOP/s, the
+"matmul-equivalent MFLOP" of a query, moves far less with other processes' load than
+the time itself, so the exponent is also fitted on it.
+
 Why a point costs what it costs: beside the full model, each point also times the model
 without self-attention (the only part whose cost is quadratic in the number of segment
 groups K, through the K x K energies of A(V, V)), and carries the analytic FLOPs of
@@ -39,6 +44,7 @@ WORDS = 9
 VOCAB_SIZE = 1000
 LARGE_T = 256
 WARMUP_T = 4
+TIMING_ROUNDS = 3
 
 
 def _status_mb(field: str) -> float | None:
@@ -137,11 +143,7 @@ def run_points(
     baseline = _maxrss_mb()
     points = []
     for t in clips:
-        inputs = _inputs(t, feature_dim, config.fps)
-        peak, method = call_peak_mb(full, inputs, baseline)
-        # How busy the machine was while this point ran (it is shared).
-        busy = reference.quick_reference()
-        ms = _timed(full, inputs, min_seconds)
+        peak, method = call_peak_mb(full, _inputs(t, feature_dim, config.fps), baseline)
         shape = flops.StepShape.charades(t, WORDS, config, CLIP_FRAMES)
         terms = flops.step_terms(config, shape, training=False)
         total = sum(term.total for term in terms.values())
@@ -149,21 +151,39 @@ def run_points(
             {
                 "T": t,
                 "K": shape.groups,
-                "ms": ms,
                 "peak_mb": peak,
-                "reference_matmul_gflops_per_s": busy,
                 "memory_method": method,
                 "input_mb": 4.0 * t * feature_dim / 2**20,
                 "mflops": total / 1e6,
                 "self_video_flop_share": terms["self_video"].total / total,
             }
         )
-    # The ablation runs after every memory reading so that it cannot raise the peaks.
+    # Timing comes after every memory reading, so the second model cannot raise them.
     without_self = compiled(ablated)
+    without_self(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
     for point in points:
         inputs = _inputs(point["T"], feature_dim, config.fps)
         without_self(inputs)["similarity"].numpy()
-        point["ms_without_self_attention"] = _timed(without_self, inputs, min_seconds / 2)
+        full_ms, ablated_ms, busy = [], [], []
+        # Rounds of (reference, full model, model without self-attention): the two
+        # models are compared side by side, and each time can be expressed in units of
+        # the machine's matmul rate measured moments before it.
+        for _ in range(TIMING_ROUNDS):
+            busy.append(reference.quick_reference())
+            full_ms.append(_timed(full, inputs, min_seconds / TIMING_ROUNDS))
+            ablated_ms.append(_timed(without_self, inputs, min_seconds / (2 * TIMING_ROUNDS)))
+        point.update(
+            ms=float(np.median(full_ms)),
+            ms_without_self_attention=float(np.median(ablated_ms)),
+            reference_matmul_gflops_per_s=float(np.median(busy)),
+            # ms x GFLOP/s = MFLOP: the dense-matmul work the machine could have done
+            # in the time the query took. It moves far less with other processes'
+            # load than the time itself.
+            matmul_equivalent_mflop=float(np.median([m * g for m, g in zip(full_ms, busy)])),
+            matmul_equivalent_mflop_without_self_attention=float(
+                np.median([m * g for m, g in zip(ablated_ms, busy)])
+            ),
+        )
     return points
 
 
@@ -212,6 +232,8 @@ def measure(
     t = [p["T"] for p in points]
     ms = [p["ms"] for p in points]
     ablated = [p["ms_without_self_attention"] for p in points]
+    cost = [p["matmul_equivalent_mflop"] for p in points]
+    ablated_cost = [p["matmul_equivalent_mflop_without_self_attention"] for p in points]
     return {
         "T": t,
         "K": [p["K"] for p in points],
@@ -225,6 +247,13 @@ def measure(
         "ms_without_self_attention": ablated,
         "exponent_without_self_attention": fit_exponent(t, ablated),
         "exponent_large_T_without_self_attention": _large_fit(t, ablated),
+        # The same fits on time x the matmul rate measured beside it, which removes
+        # most of the effect of other processes' load changing between points.
+        "matmul_equivalent_mflop": cost,
+        "exponent_load_normalised": fit_exponent(t, cost),
+        "exponent_large_T_load_normalised": _large_fit(t, cost),
+        "matmul_equivalent_mflop_without_self_attention": ablated_cost,
+        "exponent_large_T_load_normalised_without_self_attention": _large_fit(t, ablated_cost),
         "mflops": [p["mflops"] for p in points],
         "self_video_flop_share": [p["self_video_flop_share"] for p in points],
         "feature_dim": feature_dim,
