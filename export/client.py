@@ -103,7 +103,9 @@ def rest_url(server: str, model_name: str = DEFAULT_MODEL_NAME, version: int | N
     return base.rstrip("/") + path + ":predict"
 
 
-def predict_rest(url: str, payload: Mapping[str, Any], timeout: float = 30.0) -> dict[str, np.ndarray]:
+def predict_rest(
+    url: str, payload: Mapping[str, Any], timeout: float = 30.0
+) -> dict[str, np.ndarray]:
     """POSTs a REST payload; returns {output name: array [B, ...]}."""
     body = json.dumps(payload).encode("utf-8")
     request = urllib.request.Request(
@@ -178,7 +180,9 @@ def predict_grpc(target: str, request, timeout: float = 30.0) -> dict[str, np.nd
 def _decode_json(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) != {"b64"}:
-            raise ValueError(f"a JSON object value must be {{'b64': ...}}, got keys {sorted(value)}")
+            raise ValueError(
+                f"a JSON object value must be {{'b64': ...}}, got keys {sorted(value)}"
+            )
         return base64.b64decode(value["b64"])
     if isinstance(value, list):
         return [_decode_json(v) for v in value]

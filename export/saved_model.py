@@ -10,13 +10,16 @@ half-written version.
 
 Signatures (B batch, T clips, F feature size, M words, k = --top_k, N surrogates):
 
-| name | inputs | outputs |
-| --- | --- | --- |
-| `serving_default` | `query` string [B], `video_features` float32 [B, T, F], `video_length` int32 [B], `duration` float32 [B] | `moments` float32 [B, k, 2] seconds, `scores` float32 [B, k], `similarity` float32 [B], `num_moments` int32 [B] |
-| `serve_examples` | `examples` string [B]: serialized `tf.train.Example`s (see `EXAMPLE_SPEC`) | as `serving_default` |
-| `serve_tokens` | `query_tokens` int32 [B, M] instead of `query` | as `serving_default` |
-| `serve_tokens_single` | as `serve_tokens` with B = 1, no input checks | as `serving_default` |
-| `proposals` | as `serving_default` | every surrogate: `moments` [B, N, 2], `scores` [B, N], `valid` bool [B, N], `similarity` [B], `attention_map` [B, N, M] |
+- `serving_default`: `query` string [B], `video_features` float32 [B, T, F],
+  `video_length` int32 [B], `duration` float32 [B] -> `moments` float32 [B, k, 2]
+  seconds, `scores` float32 [B, k], `similarity` float32 [B], `num_moments` int32 [B].
+- `serve_examples`: `examples` string [B], serialized `tf.train.Example`s (see
+  `EXAMPLE_SPEC`) -> as `serving_default`.
+- `serve_tokens`: `query_tokens` int32 [B, M] instead of `query` -> as `serving_default`.
+- `serve_tokens_single`: as `serve_tokens` with B = 1 and no input checks (the source of
+  the TFLite and ONNX converters).
+- `proposals`: as `serving_default` -> every surrogate: `moments` [B, N, 2], `scores`
+  [B, N], `valid` bool [B, N], `similarity` [B], `attention_map` [B, N, M].
 
 Ranking is SPEC §7 inside the graph: `tf.math.top_k` over the surrogates' scores with
 invalid surrogates excluded; ties keep the lower surrogate index first, as
@@ -31,8 +34,7 @@ Request checks (`serving_default`, `serve_examples`, `serve_tokens`, `proposals`
 with InvalidArgumentError and a message naming the problem: a query with no word left
 after tokenisation, T = 0, a `video_length` outside [1, T], a non-positive duration,
 NaN or Inf in the features or the duration, mismatched batch sizes, and (tf.Example) a
-`feature_dim` or byte count that does not match. A feature size other than F is refused
-by the signature's input shape. A query made only of unknown words is served: every
+`feature_dim` or byte count that does not match, and a feature size other than F. A query made only of unknown words is served: every
 token is `<unk>` (id 1), as in training.
 """
 

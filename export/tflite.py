@@ -206,7 +206,8 @@ def compare_variants(
     signature = loaded.signatures[saved_model_lib.SINGLE_SIGNATURE]
 
     def reference(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        tensors = {k: tf.constant(v) for k, v in inputs.items()}
+        return {k: v.numpy() for k, v in signature(**tensors).items()}
 
     baseline = rank_split(reference, examples)
     report = {

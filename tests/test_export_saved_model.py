@@ -245,7 +245,11 @@ NAN_VIDEO[0, 3, 2] = np.nan
             tf.errors.InvalidArgumentError,
             "T = 0 clips",
         ),
-        (_inputs(["door"], VIDEO, [0]), tf.errors.InvalidArgumentError, "video_length must be >= 1"),
+        (
+            _inputs(["door"], VIDEO, [0]),
+            tf.errors.InvalidArgumentError,
+            "video_length must be >= 1",
+        ),
         (_inputs(["door"], VIDEO, [21]), tf.errors.InvalidArgumentError, "larger than the clips"),
         (_inputs(["door"], NAN_VIDEO), tf.errors.InvalidArgumentError, "video_features holds NaN"),
         (
@@ -253,7 +257,11 @@ NAN_VIDEO[0, 3, 2] = np.nan
             tf.errors.InvalidArgumentError,
             "duration holds NaN or Inf",
         ),
-        (_inputs(["door"], VIDEO, duration=[0.0]), tf.errors.InvalidArgumentError, "duration must be > 0"),
+        (
+            _inputs(["door"], VIDEO, duration=[0.0]),
+            tf.errors.InvalidArgumentError,
+            "duration must be > 0",
+        ),
         (
             _inputs(["door", "cup"], VIDEO, [20, 20]),
             tf.errors.InvalidArgumentError,

@@ -56,7 +56,9 @@ def test_tflite_matches_the_saved_model_for_1_to_300_clips(run, ranker):
         got = ranker(**case)
         assert sorted(got) == sorted(saved_model.RANKED_OUTPUTS)
         for key in saved_model.RANKED_OUTPUTS:
-            np.testing.assert_allclose(got[key], want[key].numpy(), atol=1e-4, err_msg=f"T={num_clips} {key}")
+            np.testing.assert_allclose(
+                got[key], want[key].numpy(), atol=1e-4, err_msg=f"T={num_clips} {key}"
+            )
 
 
 def test_tflite_tokenises_like_the_saved_model(run, ranker):

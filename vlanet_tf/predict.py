@@ -82,7 +82,9 @@ def batch_inputs(
     }
 
 
-def ranked_moments(outputs: Mapping[str, np.ndarray], row: int, top_k: int | None = None) -> list[list[float]]:
+def ranked_moments(
+    outputs: Mapping[str, np.ndarray], row: int, top_k: int | None = None
+) -> list[list[float]]:
     """[[start, end, score], ...] of one row of a ranked signature, padding dropped."""
     count = int(outputs["num_moments"][row])
     if top_k is not None:
