@@ -8,11 +8,12 @@ metrics are averaged over replicas as `fit` does.
 
 Every worker runs the same command. The run leaves in model_dir what
 `training.run_experiment` leaves, written by the chief only (worker 0 unless the
-cluster names a chief): config.json, checkpoints/epoch-NNN.weights.h5, best.weights.h5,
-best.json, history.csv, the pictures and tensorboard/. The state to resume from is a
-`tf.train.Checkpoint` (weights, optimizer, finished epochs) in `backup/`; the other
-workers save theirs to a temporary directory that is deleted, because saving holds
-collective ops that every worker must join. A run that is stopped, on any worker,
+cluster names a chief): checkpoints/epoch-NNN.weights.h5, best.weights.h5, best.json,
+history.csv, the pictures and tensorboard/ (config.json comes from the train main,
+the same on every worker). The state to resume from is a `tf.train.Checkpoint`
+(weights, optimizer, finished epochs) in `backup/`; TensorFlow wants every worker to
+take part in saving (it may run collective ops), so the other workers save to a
+temporary directory that is then deleted. A run that is stopped, on any worker,
 resumes from the last finished epoch when every worker is started again with the same
 command; rerunning a finished run trains no further.
 
