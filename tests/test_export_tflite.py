@@ -20,22 +20,9 @@ def run(tmp_path_factory):
     return export_testing.exported_run(tmp_path_factory)
 
 
-def _convert_or_xfail(saved_model_dir: str, variant: str = "float32") -> bytes:
-    try:
-        return tflite.convert(saved_model_dir, variant)
-    except Exception as error:  # ConverterError lives in a private module.
-        if "'tf.Einsum' op is neither a custom op nor a flex op" in str(error):
-            pytest.xfail(
-                "tf.Einsum('bnm,bm->bn') with a batch dimension the converter cannot "
-                "infer (vlanet_tf/layers: tf.zeros(tf.shape(x)[:2])) has no builtin "
-                "TFLite lowering; tf.linalg.matvec in dense_attention.py fixes it"
-            )
-        raise
-
-
 @pytest.fixture(scope="module")
 def ranker(run):
-    model = _convert_or_xfail(str(run.saved_model))
+    model = tflite.convert(str(run.saved_model))
     return tflite.TFLiteRanker(model, saved_model.vocabulary_path(str(run.saved_model)))
 
 

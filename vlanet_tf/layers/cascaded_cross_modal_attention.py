@@ -125,7 +125,7 @@ class CascadedCrossModalAttention(keras.layers.Layer):
 
         v_share = tf.nn.softmax(v_log, axis=-1)
         v_share = tf.where(video_mask, v_share, tf.zeros_like(v_share))
-        v_comp = l2_normalize(tf.einsum("bn,bnd->bd", v_share, video))
+        v_comp = l2_normalize(tf.linalg.matvec(video, v_share, transpose_a=True))
         similarity = self.similarity_head.vla(v_comp[:, None, :], query, query_mask, q_log)
         q_share = tf.where(query_mask, tf.nn.softmax(q_log, axis=-1), tf.zeros_like(q_log))
         attention_map = tf.einsum(

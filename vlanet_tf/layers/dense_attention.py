@@ -81,7 +81,7 @@ class DenseAttention(keras.layers.Layer):
         b = self.w2(l2_normalize(y))
         pairwise = tf.tanh(tf.einsum("bnd,bmd->bnm", a, b))
         mix = tf.exp(masked_log_softmax(y_log_scale, y_mask))  # [B, M], 0 where masked
-        energy = tf.einsum("bnm,bm->bn", pairwise, mix)
+        energy = tf.linalg.matvec(pairwise, mix)
         if self.reduction == "sum":
             energy *= tf.reduce_sum(tf.cast(y_mask, energy.dtype), axis=-1, keepdims=True)
         return energy
