@@ -3,8 +3,8 @@
 Each run is a subprocess: logical devices must be configured before TensorFlow
 initialises. Same seed (same initial weights), deterministic data order, negatives
 gathered across replicas (so each positive meets the same negative as on one
-device), clipping off (Keras clips each replica's partial gradient, which is not the
-global gradient's norm).
+device), and a clip small enough to be active on every step: VLANet clips the
+all-replica gradient, so clipping must not depend on the number of replicas.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class DistributedTest(tf.test.TestCase):
                         "--steps_per_epoch=4",
                         "--gather_negatives",
                         *training_testing.TINY_FLAGS,
+                        "--clipnorm=0.05",
                         *extra,
                     ]
                 )

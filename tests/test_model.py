@@ -135,3 +135,20 @@ def test_masked_windows_are_never_ranked():
     assert len(ranked) == out["valid"][0].sum() == 10
     assert [r[2] for r in ranked] == sorted((r[2] for r in ranked), reverse=True)
     assert all(r[1] <= 10.0 + 1e-6 for r in ranked)
+
+
+def test_clipnorm_bounds_the_global_gradient_norm():
+    keras.utils.set_random_seed(0)
+    data = planted_pairs(4)
+    batch = {k: tf.constant(v) for k, v in data.items()}
+    steps = {}
+    for clip in (0.0, 1e-3):
+        keras.utils.set_random_seed(0)
+        model = VLANet(ModelConfig(**SMALL), clipnorm=clip)
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        before = [v.numpy() for v in model.trainable_variables]
+        model.train_step(batch)
+        after = [v.numpy() for v in model.trainable_variables]
+        steps[clip] = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(after, before)))
+    assert steps[1e-3] == pytest.approx(1e-3, rel=1e-3)
+    assert steps[0.0] > 10 * steps[1e-3]

@@ -95,7 +95,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 0
-    clipnorm: float = 5.0
+    clipnorm: float = 5.0  # Global norm of the all-replica gradient; <= 0: off.
     batch_size: int = 64  # Global batch size.
     epochs: int = 20
     seed: int = 1234

@@ -122,7 +122,9 @@ def define_train_flags() -> None:
     flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate.")
     flags.DEFINE_float("weight_decay", d.weight_decay, "AdamW decoupled weight decay.")
     flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Linear warmup steps.")
-    flags.DEFINE_float("clipnorm", d.clipnorm, "Gradient norm clip; <= 0 turns it off.")
+    flags.DEFINE_float(
+        "clipnorm", d.clipnorm, "Clip the global norm of the all-replica gradient; <= 0: off."
+    )
     flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (all replicas).")
     flags.DEFINE_integer("epochs", d.epochs, "Training epochs.")
     flags.DEFINE_integer("seed", d.seed, "Seed of the weights and of the data order.")

@@ -149,7 +149,9 @@ class VLANet(keras.Model):
     token ids and video keys are gathered; each replica encodes its negatives itself,
     so gradients stay local). The loss on a replica is its hinge sum divided by the
     number of valid pairs in the global batch, so the gradients that the optimizer sums
-    over replicas are those of the global mean.
+    over replicas are those of the global mean. `clipnorm` > 0 clips the global norm of
+    that summed gradient; Keras' own `clipnorm` would clip each replica's partial
+    gradient before the sum, which is a different (replica-count dependent) clip.
 
     The batch is a dict holding the model inputs and either `video_id` (string [B]) or
     `video_key` (int64 [B], `video_keys(video_id)`); the training input drops strings
@@ -163,6 +165,7 @@ class VLANet(keras.Model):
         margin: float = 0.5,
         num_negatives: int = 1,
         gather_negatives: bool = False,
+        clipnorm: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -174,6 +177,7 @@ class VLANet(keras.Model):
         self.margin = float(margin)
         self.num_negatives = int(num_negatives)
         self.gather_negatives = bool(gather_negatives)
+        self.clipnorm = float(clipnorm)
         self.network = build_vlanet(model_config)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.positive_tracker = keras.metrics.Mean(name="pos_sim")
@@ -266,8 +270,22 @@ class VLANet(keras.Model):
             loss, _ = self.contrastive_step(data, training=True)
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
+        if self.clipnorm > 0:
+            gradients = self._clip_summed_gradients(gradients)
         self.optimizer.apply(gradients, variables)
         return {m.name: m.result() for m in self.metrics}
+
+    def _clip_summed_gradients(self, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Clips the all-replica gradient's global norm; returns this replica's share."""
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        if replicas > 1:
+            gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        gradients, _ = tf.clip_by_global_norm(gradients, self.clipnorm)
+        if replicas > 1:
+            # The optimizer sums the replicas' gradients again.
+            gradients = [g / replicas for g in gradients]
+        return gradients
 
     def test_step(self, data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         self.contrastive_step(data, training=False)
@@ -280,6 +298,7 @@ class VLANet(keras.Model):
             "margin": self.margin,
             "num_negatives": self.num_negatives,
             "gather_negatives": self.gather_negatives,
+            "clipnorm": self.clipnorm,
         }
 
     @classmethod

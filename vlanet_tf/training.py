@@ -133,15 +133,13 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
         )
     else:
         learning_rate = config.learning_rate
-    clipnorm = config.clipnorm if config.clipnorm > 0 else None
+    # Gradient clipping is done by VLANet.train_step on the all-replica gradient.
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(
-            learning_rate, weight_decay=config.weight_decay, clipnorm=clipnorm
-        )
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate, clipnorm=clipnorm)
+        return keras.optimizers.Adam(learning_rate)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, clipnorm=clipnorm)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
     raise ValueError(
         f"optimizer must be 'adamw', 'adam' or 'sgd', got {config.optimizer!r}"
     )
@@ -162,6 +160,7 @@ def build_model(
         margin=train_config.margin,
         num_negatives=train_config.num_negatives,
         gather_negatives=train_config.gather_negatives,
+        clipnorm=train_config.clipnorm,
     )
     if word_vectors is not None:
         model.set_word_vectors(word_vectors)
