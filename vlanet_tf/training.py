@@ -12,7 +12,8 @@ history.csv                 one row per epoch: loss, pos_sim, neg_sim, val metri
 similarity_curve.png        mean positive vs negative similarity per epoch (SPEC §10)
 attention_map.png           latest attention map of the fixed val query (SPEC §10)
 tensorboard/{train,validation}   scalars per epoch and the attention-map image
-backup/                     BackupAndRestore state (weights, optimizer, epoch)
+backup/                     resume state: BackupAndRestore files under Model.fit, a
+                            tf.train.Checkpoint under the multi-worker loop
 ```
 A run that is killed resumes from `backup/` at the start of the epoch it was in when it
 is started again with the same command; rerunning a finished run trains no further.

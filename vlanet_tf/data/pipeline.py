@@ -102,16 +102,19 @@ def _merge(sentence: dict[str, tf.Tensor], video: dict[str, tf.Tensor]) -> dict[
     return {**video, **sentence}
 
 
-_PADDING_VALUES = {
-    "video_id": tf.constant(b""),
-    "video_features": tf.constant(0.0, tf.float32),
-    "video_length": tf.constant(0, tf.int32),
-    "duration": tf.constant(0.0, tf.float32),
-    "query_id": tf.constant(b""),
-    "sentence": tf.constant(b""),
-    "moments": tf.constant(MOMENT_PADDING, tf.float32),
-    "num_annotations": tf.constant(0, tf.int32),
-}
+def _padding_values() -> dict[str, tf.Tensor]:
+    # Built on call, not at import: creating a tensor initialises TensorFlow, after
+    # which logical devices and multi-worker collectives can no longer be configured.
+    return {
+        "video_id": tf.constant(b""),
+        "video_features": tf.constant(0.0, tf.float32),
+        "video_length": tf.constant(0, tf.int32),
+        "duration": tf.constant(0.0, tf.float32),
+        "query_id": tf.constant(b""),
+        "sentence": tf.constant(b""),
+        "moments": tf.constant(MOMENT_PADDING, tf.float32),
+        "num_annotations": tf.constant(0, tf.int32),
+    }
 
 
 def make_dataset(
@@ -199,7 +202,7 @@ def make_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.padded_batch(
-        batch_size, padding_values=_PADDING_VALUES, drop_remainder=drop_remainder
+        batch_size, padding_values=_padding_values(), drop_remainder=drop_remainder
     )
 
     def add_tokens(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
