@@ -93,7 +93,7 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "matmul GFLOP/s (tf.matmul, step's shapes)",
             _fmt(result["matmul_gflops_per_s"]),
-            "same run, moments before the step",
+            "same run, just before and after the step",
         ),
         (
             "roofline_ratio",
@@ -220,6 +220,16 @@ def _explain_roofline(result: dict[str, Any], met: bool) -> str:
         "sequential steps, softmax, tanh, gathers, AdamW's elementwise update) counts "
         "against it."
     )
+    per_round = s["train"][f]["roofline_ratio_per_round"]
+    text += (
+        f" Across rounds the ratio ranged from {_fmt(min(per_round))} to "
+        f"{_fmt(max(per_round))}; the round with the median ratio is reported."
+    )
+    if max(per_round) > 1.0:
+        text += (
+            " A round above 1 is not the step beating the machine: other processes "
+            "loaded the machine while the reference ran and left it while the step did."
+        )
     if met:
         return text
     return text + (
@@ -317,13 +327,13 @@ def markdown(result: dict[str, Any], json_path: str = "bench.json") -> str:
         f"section, ranged from {_fmt(low)} to {_fmt(high)} GFLOP/s over the run. "
         "Absolute rates (samples/s, ms, records/s) move with that load from run to run "
         "and even between sections of one run. The ratios were measured side by side "
-        "(the step against the matmul rate moments before it, with and without "
+        "(the step against the matmul rate just before and after it, with and without "
         "self-attention in alternating rounds, cached against full-model corpus "
         "ranking) and are the figures to compare across runs and machines.",
         "",
         "Every rate is measured in the same run as a reference for it: the training step "
-        "beside the dense float32 `tf.matmul` rate of its own product shapes (alternating "
-        "rounds), the pipeline beside the training step's consumption, the three serving "
+        "beside the dense float32 `tf.matmul` rate of its own product shapes (timed just "
+        "before and just after the step in each of several rounds), the pipeline beside the training step's consumption, the three serving "
         "engines against each other in alternating rounds, the corpus ranking beside the "
         "full model. FLOPs are analytic (`benchmarks/flops.py`, formula in its docstring): "
         "2 per multiply-add, the backward pass 2x the forward for products whose both "
