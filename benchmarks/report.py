@@ -144,11 +144,13 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         if isinstance(entry, str):
             rows.append((f"serve {name}", "-", entry))
         else:
+            batch = entry.get("batch")
             rows.append(
                 (
                     f"serve {name}: p50 / p99 ms, queries/s batched",
                     f"{_fmt(entry['ms_p50'])} / {_fmt(entry['ms_p99'])}",
-                    f"{_fmt(entry['queries_per_s_batched'])} q/s",
+                    f"{_fmt(entry['queries_per_s_batched'])} q/s"
+                    + (" (a batch-1 model)" if batch == 1 else f" at batch {batch}"),
                 )
             )
     sc = s["scaling"]
@@ -216,9 +218,9 @@ def _explain_roofline(result: dict[str, Any], met: bool) -> str:
         f"{100 * breakdown['query_gru']['share']:.0f}% the query GRU. The reference is "
         f"the best rate `tf.matmul` reached on the step's own product shapes "
         f"([{gemm['m']}, {gemm['k']}] x [{gemm['k']}, {gemm['n']}] was fastest), so the "
-        "ratio is a strict one: everything that is not a large product (the GRU's nine "
-        "sequential steps, softmax, tanh, gathers, AdamW's elementwise update) counts "
-        "against it."
+        "ratio is a strict one: everything that is not a large product (the GRU's "
+        f"{s['train'][f]['words']} sequential steps, softmax, tanh, gathers, AdamW's "
+        "elementwise update) counts against it."
     )
     per_round = s["train"][f]["roofline_ratio_per_round"]
     text += (
@@ -280,9 +282,10 @@ def _explain_scaling(result: dict[str, Any], met: bool) -> str:
         f"{_fmt(sc.get('exponent_large_T_load_normalised_without_self_attention'))} "
         "without it. The peak "
         f"memory of {_fmt(sc['peak_mb'][last])} MB at that T is dominated by the same "
-        f"K x K energy matrix ({4 * sc['K'][last] ** 2 / 2**20:.0f} MB each for the "
-        "products and their tanh). The fit over all T looks flatter because small T is "
-        "per-call overhead."
+        f"K x K energy matrix (one float32 K x K matrix is "
+        f"{4 * sc['K'][last] ** 2 / 2**20:.0f} MB; the inputs, "
+        f"{_fmt(sc['input_mb'][last])} MB, are not counted). The fit over all T looks "
+        "flatter because small T is per-call overhead."
     )
     if met:
         return text
@@ -333,8 +336,9 @@ def markdown(result: dict[str, Any], json_path: str = "bench.json") -> str:
         "",
         "Every rate is measured in the same run as a reference for it: the training step "
         "beside the dense float32 `tf.matmul` rate of its own product shapes (timed just "
-        "before and just after the step in each of several rounds), the pipeline beside the training step's consumption, the three serving "
-        "engines against each other in alternating rounds, the corpus ranking beside the "
+        "before and just after the step in each of several rounds), the pipeline beside "
+        "the training step's consumption, the three serving engines against each other "
+        "in alternating rounds, the corpus ranking beside the "
         "full model. FLOPs are analytic (`benchmarks/flops.py`, formula in its docstring): "
         "2 per multiply-add, the backward pass 2x the forward for products whose both "
         "operands need a gradient and 1x for the clip projection and the frozen-embedding "
@@ -352,7 +356,8 @@ def markdown(result: dict[str, Any], json_path: str = "bench.json") -> str:
         "pipeline": _explain_pipeline,
         "scaling": _explain_scaling,
     }
-    for name, entry in t.items():
+    for name in TARGETS:
+        entry = t[name]
         status = "met" if entry["met"] else "missed"
         extra = ""
         if name == "scaling":
@@ -463,9 +468,10 @@ def markdown(result: dict[str, Any], json_path: str = "bench.json") -> str:
         if name in inf["engines"]:
             e = inf["engines"][name]
             qps = e.get("batched_queries_per_s")
+            shown = _fmt(qps) if qps else f"{_fmt(1000.0 / e['ms_p50'])} (batch 1)"
             lines.append(
-                f"| {name} | {_fmt(e['ms_p50'])} | {_fmt(e['ms_p99'])} | "
-                f"{_fmt(qps) if qps else '-'} | {e['what']} |"
+                f"| {name} | {_fmt(e['ms_p50'])} | {_fmt(e['ms_p99'])} | {shown} | "
+                f"{e['what']} |"
             )
         else:
             lines.append(f"| {name} | - | - | - | {inf['not_measured'][name]} |")
