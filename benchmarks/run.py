@@ -5,8 +5,9 @@
 Sections (each a function returning a JSON-ready dict):
   train      a training step at batch 64 with Charades-STA shapes (45 clips, 9 words,
              stride 8, windows 176/208/240), F = 1024 and 4096; its analytic FLOPs
-             (`benchmarks.flops`) and, in alternating rounds, the dense matmul rate of
-             the step's own product shapes. roofline_ratio = step GFLOP/s / matmul GFLOP/s.
+             (`benchmarks.flops`) and, just before and after the step in each of
+             several rounds, the dense matmul rate of the step's own product shapes.
+             roofline_ratio = step GFLOP/s / matmul GFLOP/s.
   pipeline   `benchmarks.pipeline.benchmark_pipeline` on a synthetic Charades-shaped set
              at the same F, over the training step's consumption rate.
   data_prep  `data_prep.build` on a synthetic Charades-STA-size release (6,672 videos).
