@@ -74,3 +74,31 @@ def test_quantised_variants_report_size_and_r1(run, tmp_path):
         assert 0.0 <= report[variant]["R1@0.5"] <= 100.0
     assert abs(report["float32"]["R1@0.5_change"]) <= 100.0
     assert report["float16"]["bytes"] <= report["float32"]["bytes"]
+
+
+def test_banded_video_self_attention_converts_to_builtins(tmp_path):
+    """The band is built from gather, batched matmul and select: still builtin ops."""
+    from vlanet_tf.config import ModelConfig
+    from vlanet_tf.model import build_vlanet
+    from vlanet_tf.text import PAD_TOKEN, UNK_TOKEN, Vocabulary
+
+    vocab_path = tmp_path / "vocab.txt"
+    Vocabulary([PAD_TOKEN, UNK_TOKEN] + [f"w{i}" for i in range(18)]).save(vocab_path)
+    network = build_vlanet(
+        ModelConfig(
+            vocab_size=20, word_dim=4, hidden_dim=16, feature_dim=F, video_self_attention_window=3
+        )
+    )
+    path = saved_model.save(
+        saved_model.VLANetServing(network, str(vocab_path)), str(tmp_path / "serve")
+    )
+    ranker = tflite.TFLiteRanker(tflite.convert(path), str(vocab_path))
+    signature = tf.saved_model.load(path).signatures["serve_tokens_single"]
+    for num_clips in CLIPS:
+        case = _case(num_clips)
+        want = signature(**{k: tf.constant(v) for k, v in case.items()})
+        got = ranker(**case)
+        for key in saved_model.RANKED_OUTPUTS:
+            np.testing.assert_allclose(
+                got[key], want[key].numpy(), atol=1e-4, err_msg=f"T={num_clips} {key}"
+            )

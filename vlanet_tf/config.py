@@ -40,6 +40,11 @@ class ModelConfig:
     vla_reduction: str = "mean"  # "mean" [decided] or "sum".
     attention_init_scale: float = 1.0  # stddev of W1, W2 init, in units of 1/sqrt(D).
     dropout: float = 0.0
+    # Band of the video self-attention A(V, V) (eq. 9), in segment groups: E(v_n, V)
+    # averages only over the groups within ±w of n. 0 is the paper's full
+    # self-attention, whose K x K energies make a query's cost quadratic in the video's
+    # length; w > 0 makes it O(K·w), for long videos. Charades-STA videos have K ≈ 90.
+    video_self_attention_window: int = 0
 
     def __post_init__(self) -> None:
         self.window_frames = tuple(int(w) for w in self.window_frames)
@@ -53,6 +58,11 @@ class ModelConfig:
             )
         if self.cross_steps < 1:
             raise ValueError(f"cross_steps must be >= 1, got {self.cross_steps}")
+        window = self.video_self_attention_window
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise ValueError(
+                f"video_self_attention_window must be an int >= 0, got {window!r}"
+            )
         if self.proposal_mode == "sliding":
             if self.stride_frames <= 0 or not self.window_frames:
                 raise ValueError(

@@ -104,6 +104,14 @@ def define_model_flags() -> None:
         "Stddev of the W1, W2 init in units of 1/sqrt(D) (SPEC §5).",
     )
     flags.DEFINE_float("dropout", d.dropout, "Dropout rate.")
+    flags.DEFINE_integer(
+        "video_self_attention_window",
+        d.video_self_attention_window,
+        "Band of the video self-attention A(V, V), in segment groups: 0 = the paper's "
+        "full self-attention, O(K^2); w > 0 = a band of ±w segment groups, O(K·w), "
+        "for long videos.",
+        lower_bound=0,
+    )
 
 
 def define_train_flags() -> None:

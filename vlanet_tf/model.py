@@ -68,6 +68,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.share_cross_weights,
         config.vla_reduction,
         config.attention_init_scale,
+        video_self_attention_window(config),
         name="cascaded_cross_modal_attention",
     )
     query = query_encoder(inputs["query_tokens"])
@@ -76,6 +77,17 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
     )
     outputs = match(surrogate_select, cascade, proposals, query)
     return keras.Model(inputs, outputs, name="vlanet")
+
+
+def video_self_attention_window(config: ModelConfig) -> int:
+    """The band of the video self-attention in cascade rows, from one in segment groups.
+
+    With surrogate selection the rows are the K groups. Without it they are the K·L
+    proposals, group-major, so ±w groups are about ±w·L rows.
+    """
+    if config.use_surrogate_selection:
+        return config.video_self_attention_window
+    return config.video_self_attention_window * config.num_scales
 
 
 def match(

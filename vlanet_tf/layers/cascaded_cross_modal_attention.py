@@ -29,6 +29,11 @@ class CascadedCrossModalAttention(keras.layers.Layer):
        another.
     3. v_comp = sum_k V_k and c = E(v_comp, Q) with its own W1, W2 (eq. 13).
 
+    `video_self_attention_window` = w > 0 restricts E(v_n, V) in the video
+    self-attention to the rows within ±w of n (see DenseAttention's `window`), which
+    makes that step, the only one quadratic in N, linear in N; 0 is the paper's full
+    A(V, V). No other step is banded: their X and Y are different sequences.
+
     A only re-weights rows, so the rows are kept as (direction, log scale): the final
     V_k is exp(log_scale_k) s_k. Products of many softmax weights underflow float32 for
     long videos; their logs do not. v_comp's direction is computed from the softmax of
@@ -54,6 +59,7 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         share_cross_weights: bool = False,
         reduction: str = "mean",
         init_scale: float = 1.0,
+        video_self_attention_window: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,13 +72,16 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.share_cross_weights = share_cross_weights
         self.reduction = reduction
         self.init_scale = init_scale
+        self.video_self_attention_window = video_self_attention_window
 
-        def attention(name: str) -> DenseAttention:
+        def attention(name: str, window: int = 0) -> DenseAttention:
             return DenseAttention(
-                hidden_dim, reduction, init_scale, dtype=self.dtype_policy, name=name
+                hidden_dim, reduction, init_scale, window, dtype=self.dtype_policy, name=name
             )
 
-        self.self_video = attention("self_video") if use_self_attention else None
+        self.self_video = (
+            attention("self_video", video_self_attention_window) if use_self_attention else None
+        )
         self.self_query = attention("self_query") if use_self_attention else None
         self.cross = []
         if use_cross_attention:
@@ -162,5 +171,6 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             share_cross_weights=self.share_cross_weights,
             reduction=self.reduction,
             init_scale=self.init_scale,
+            video_self_attention_window=self.video_self_attention_window,
         )
         return config

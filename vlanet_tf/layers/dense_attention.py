@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import keras
@@ -27,6 +28,14 @@ class DenseAttention(keras.layers.Layer):
     mean over valid m [decided] while Y has not been re-weighted. `reduction="sum"`
     multiplies that mean by the number of valid rows (the paper's sum).
 
+    `window` = w > 0 restricts the reduction over m to the band |n - m| <= w: the same
+    π weights, renormalised over the valid rows of the band (and `sum` multiplies by
+    the band's valid count). It is only meaningful when X and Y are the same sequence,
+    row n of X being row n of Y (the video self-attention A(V, V)); the softmax over n
+    in A still spans every valid row. The band costs O(N·w·D) time and O(N·w) memory
+    instead of the O(N·M) energy matrix; once w >= N it equals the full reduction.
+    w = 0 (the default) is the paper's full reduction.
+
     W1 and W2 start as N(0, (init_scale / sqrt(D))^2), so E is near 0 and the
     attention near uniform at initialisation; SPEC §5 reports that a sharp start keeps
     the full cascade from learning.
@@ -45,14 +54,18 @@ class DenseAttention(keras.layers.Layer):
         hidden_dim: int = 256,
         reduction: str = "mean",
         init_scale: float = 1.0,
+        window: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0:
+            raise ValueError(f"window must be an int >= 0 (0: no band), got {window!r}")
         self.hidden_dim = hidden_dim
         self.reduction = reduction
         self.init_scale = float(init_scale)
+        self.window = int(window)
         init = keras.initializers.RandomNormal(stddev=self.init_scale / math.sqrt(hidden_dim))
         self.w1 = keras.layers.Dense(
             hidden_dim, use_bias=False, kernel_initializer=init, dtype=self.dtype_policy, name="w1"
@@ -79,12 +92,61 @@ class DenseAttention(keras.layers.Layer):
             y_log_scale = tf.math.log(tf.maximum(tf.norm(y, axis=-1), 1e-30))
         a = self.w1(l2_normalize(x))
         b = self.w2(l2_normalize(y))
+        if self.window:
+            return self._banded_vla(a, b, y_mask, y_log_scale)
         pairwise = tf.tanh(tf.einsum("bnd,bmd->bnm", a, b))
         mix = tf.exp(masked_log_softmax(y_log_scale, y_mask))  # [B, M], 0 where masked
         energy = tf.linalg.matvec(pairwise, mix)
         if self.reduction == "sum":
             energy *= tf.reduce_sum(tf.cast(y_mask, energy.dtype), axis=-1, keepdims=True)
         return energy
+
+    def _banded_vla(
+        self, a: tf.Tensor, b: tf.Tensor, y_mask: tf.Tensor, y_log_scale: tf.Tensor
+    ) -> tf.Tensor:
+        """E(x_n, Y) over the band |n - m| <= w, from a = W1 x̂ [B, N, D], b = W2 ŷ.
+
+        Rows are taken in blocks of c = min(2w + 1, N); block j's band lies within the
+        L = min(c + 2w, N) rows of Y starting at clip(j·c - w, 0, N - L), so one
+        [c, D] x [D, L] product per block gives every energy the band needs and the
+        N x N matrix is never formed. Built from range, gather, batched matmul and
+        select only, so that it converts to TFLite builtins with a free N.
+        """
+        if a.shape[1] is not None and b.shape[1] is not None and a.shape[1] != b.shape[1]:
+            raise ValueError(
+                "a banded Dense Attention needs X and Y to be the same sequence, got "
+                f"{a.shape[1]} rows of X and {b.shape[1]} of Y"
+            )
+        n = tf.shape(b)[1]
+        w = tf.constant(self.window, tf.int32)
+        block = tf.minimum(2 * w + 1, n)
+        columns = tf.minimum(block + 2 * w, n)
+        blocks = (n + block - 1) // block
+        # Global row of each (block, row in block), and global Y row of each
+        # (block, column): the column window slides to stay inside [0, N). New axes
+        # come from expand_dims: TFLite has no builtin for a strided slice that adds
+        # them.
+        first_rows = tf.range(blocks) * block
+        rows = tf.expand_dims(first_rows, 1) + tf.expand_dims(tf.range(block), 0)
+        starts = tf.clip_by_value(first_rows - w, 0, n - columns)
+        cols = tf.expand_dims(starts, 1) + tf.expand_dims(tf.range(columns), 0)
+        a_blocks = tf.gather(a, tf.minimum(rows, n - 1), axis=1)  # [B, nb, c, D]
+        b_blocks = tf.gather(b, cols, axis=1)  # [B, nb, L, D]
+        pairwise = tf.tanh(tf.linalg.matmul(a_blocks, b_blocks, transpose_b=True))
+        in_band = tf.abs(tf.expand_dims(rows, 2) - tf.expand_dims(cols, 1)) <= w  # [nb, c, L]
+        band_mask = tf.logical_and(
+            tf.expand_dims(in_band, 0), tf.expand_dims(tf.gather(y_mask, cols, axis=1), 2)
+        )
+        band_log_scale = tf.broadcast_to(
+            tf.expand_dims(tf.gather(y_log_scale, cols, axis=1), 2), tf.shape(band_mask)
+        )
+        # π renormalised over the band: a softmax of Y's log scales per row n.
+        mix = tf.exp(masked_log_softmax(band_log_scale, band_mask))
+        energy = tf.reduce_sum(pairwise * mix, axis=-1)
+        if self.reduction == "sum":
+            energy *= tf.reduce_sum(tf.cast(band_mask, energy.dtype), axis=-1)
+        energy = tf.reshape(energy, [tf.shape(a)[0], blocks * block])
+        return energy[:, :n]
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         x, y = inputs["x"], inputs["y"]
@@ -113,7 +175,10 @@ class DenseAttention(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
-            hidden_dim=self.hidden_dim, reduction=self.reduction, init_scale=self.init_scale
+            hidden_dim=self.hidden_dim,
+            reduction=self.reduction,
+            init_scale=self.init_scale,
+            window=self.window,
         )
         return config
 
