@@ -1,7 +1,7 @@
 """The full cascade learns on synthetic data: R1@0.5 at least twice the Random row.
 
 SPEC §5 warns that a badly scaled cascade stays at the random baseline while the
-ablations learn, so this checks the full model, and (slow) reports the model without
+ablations learn, so this checks the full model, and reports the model without
 surrogate selection beside it.
 """
 
@@ -11,7 +11,6 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-import pytest
 import tensorflow as tf
 
 from data_prep import build as build_lib
@@ -65,6 +64,7 @@ class SyntheticLearningTest(tf.test.TestCase):
         )
         cls.train_config = TrainConfig(batch_size=32, epochs=5, learning_rate=0.003)
         cls.random = training.random_baseline(cls.data_dir, "test", cls.model_config)
+        cls.full_metrics = None
 
     @classmethod
     def tearDownClass(cls):
@@ -85,14 +85,19 @@ class SyntheticLearningTest(tf.test.TestCase):
         for name, m in rows.items():
             print(f"  {name:<32} {m['R1@0.5']:6.2f} {m['R1@0.7']:6.2f} {m['R5@0.5']:6.2f}")
 
+    def full(self) -> dict:
+        """The full model's test metrics, trained once for the class."""
+        if type(self).full_metrics is None:
+            type(self).full_metrics = self.train("full", self.model_config)["metrics"]
+        return type(self).full_metrics
+
     def test_full_cascade_beats_random_twice(self):
-        full = self.train("full", self.model_config)["metrics"]
+        full = self.full()
         self.report({"Random": self.random, "VLANet": full})
         self.assertGreaterEqual(full["R1@0.5"], 2 * self.random["R1@0.5"])
 
-    @pytest.mark.slow
     def test_without_surrogate_selection_reported_beside_it(self):
-        full = self.train("full", self.model_config)["metrics"]
+        full = self.full()
         ablated = self.train(
             "no_surrogate",
             dataclasses.replace(self.model_config, use_surrogate_selection=False),
