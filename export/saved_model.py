@@ -49,6 +49,7 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
+from vlanet_tf import flags as vflags
 from vlanet_tf import text
 from vlanet_tf.config import ModelConfig, load_json
 from vlanet_tf.data import pipeline
@@ -470,16 +471,20 @@ def export_run(
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_dir", None, "Training run (config.json + weights).")
-    flags.DEFINE_string("export_base", None, "Folder of integer versions TF Serving watches.")
-    flags.DEFINE_string(
-        "checkpoint", "best", "best (best validation epoch), last, or a .weights.h5 path."
-    )
-    flags.DEFINE_integer("top_k", DEFAULT_TOP_K, "Ranked moments per query (k).")
-    flags.DEFINE_string(
-        "data_dir", None, "Prepared data dir holding vocab.txt (default: the run's)."
-    )
-    flags.DEFINE_integer("version", None, "Version number (default: the next integer).")
+    """This main's flags, beside the shared ones so a training flagfile parses here too.
+
+    `--model_dir` and `--data_dir` (default: the run's) come from `vlanet_tf.flags`.
+    """
+    vflags.define_all_flags()
+    defined = flags.FLAGS
+    if "export_base" not in defined:
+        flags.DEFINE_string("export_base", None, "Folder of integer versions TF Serving watches.")
+        flags.DEFINE_string(
+            "checkpoint", "best", "best (best validation epoch), last, or a .weights.h5 path."
+        )
+        flags.DEFINE_integer("version", None, "Version number (default: the next integer).")
+    if "top_k" not in defined:
+        flags.DEFINE_integer("top_k", DEFAULT_TOP_K, "Ranked moments per query (k).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -491,7 +496,7 @@ def main(argv: Sequence[str]) -> None:
         flags.FLAGS.model_dir,
         flags.FLAGS.export_base,
         checkpoint=flags.FLAGS.checkpoint,
-        top_k=flags.FLAGS.top_k,
+        top_k=flags.FLAGS.top_k or DEFAULT_TOP_K,
         data_dir=flags.FLAGS.data_dir,
         version=flags.FLAGS.version,
     )

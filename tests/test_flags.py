@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 
+import pytest
 import tensorflow as tf
 from absl import flags
 from absl.testing import parameterized
@@ -98,3 +101,25 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+MAIN_FLAG_DEFINITIONS = {
+    "vlanet_tf.train": "from vlanet_tf import flags as f; f.define_all_flags()",
+    "vlanet_tf.evaluate": "import vlanet_tf.evaluate",
+    "export.saved_model": "from export import saved_model; saved_model.define_flags()",
+}
+
+
+@pytest.mark.parametrize("main", sorted(MAIN_FLAG_DEFINITIONS))
+def test_every_main_accepts_the_training_flagfile(main, flagfile="charades"):
+    """Each main on its own (a fresh process) parses the same flagfile as train."""
+    script = (
+        f"{MAIN_FLAG_DEFINITIONS[main]}\n"
+        "from absl import flags\n"
+        f"flags.FLAGS(['{main}', '--flagfile=configs/{flagfile}.flags'])\n"
+        "print(flags.FLAGS.data_dir)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]

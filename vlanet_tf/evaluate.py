@@ -54,13 +54,13 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines this main's flags; safe to call more than once.
 
-    The shared data flags (--data_dir, --model_dir, --split, --max_query_length)
-    and model flags come from `vlanet_tf.flags`; of the model flags, only the
+    The shared flags (--data_dir, --model_dir, --split, --max_query_length, the model
+    and training flags) come from `vlanet_tf.flags`; of the model flags, only the
     proposal layout (--fps, --stride_frames, --window_frames) is read here, by
     --baseline=random, while --model_dir runs take the model from the run's config.
     """
-    flags_lib.define_data_flags()
-    flags_lib.define_model_flags()
+    # All shared flags, so that the flagfile a model was trained with parses here too.
+    flags_lib.define_all_flags()
     if "predictions" in FLAGS:
         return
     flags.DEFINE_string("predictions", None, "Predictions JSONL file to score.")
