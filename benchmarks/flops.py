@@ -16,6 +16,10 @@ Forward, per sample:
   attention A(X[n], Y[m]):  2 n D² + 2 m D² (W1, W2) + 2 n m D (pairwise) + 3 n m
                             (tanh, weighted mean) + 3 (n + m) D (row directions)
                             + 5 n (softmax)
+                 with `video_self_attention_window` w > 0, A(V, V) pairs each row with
+                 the min(min(2w + 1, n) + 2w, n) rows of its block's neighbourhood
+                 instead of all m (DenseAttention's blocks), in place of m in the two
+                 pairwise terms
   cascade        A(V, V), A(Q, Q), then Q2V, V2Q, ... (`cross_steps` steps), v_comp
                  2 N D, similarity head A(v_comp[1], Q)
   attention map  2 N M D (inference only: the training loss never reads it, and
@@ -95,9 +99,20 @@ def _weight_only(forward: float) -> Term:
     return Term(forward, forward)
 
 
-def attention_flops(n: int, m: int, d: int) -> float:
-    """Forward FLOPs of one Dense Attention A(X[n, d], Y[m, d]) (eqs. 7-8)."""
-    return 2 * n * d * d + 2 * m * d * d + 2 * n * m * d + 3 * n * m + 3 * (n + m) * d + 5 * n
+def band_columns(rows: int, window: int) -> int:
+    """Rows of Y each row of a banded A(X, X) is paired with (DenseAttention's blocks)."""
+    if window <= 0:
+        return rows
+    return min(min(2 * window + 1, rows) + 2 * window, rows)
+
+
+def attention_flops(n: int, m: int, d: int, columns: int | None = None) -> float:
+    """Forward FLOPs of one Dense Attention A(X[n, d], Y[m, d]) (eqs. 7-8).
+
+    `columns`: rows of Y each row of X is paired with (m unless banded).
+    """
+    c = m if columns is None else columns
+    return 2 * n * d * d + 2 * m * d * d + 2 * n * c * d + 3 * n * c + 3 * (n + m) * d + 5 * n
 
 
 def gru_flops(words: int, input_dim: int, hidden: int) -> tuple[float, float]:
@@ -160,14 +175,19 @@ def step_terms(
     selection = 2 * k * l_ * d + 2 * k * l_
     terms["selection"] = _both(passes * selection)
 
-    steps: list[tuple[str, int, int]] = []
+    window = config.video_self_attention_window
+    if not config.use_surrogate_selection:
+        window *= l_  # the band is in groups; without selection the rows are proposals
+    steps: list[tuple[str, int, int, int]] = []
     if config.use_self_attention:
-        steps += [("self_video", n, n), ("self_query", m, m)]
+        steps += [("self_video", n, n, band_columns(n, window)), ("self_query", m, m, m)]
     if config.use_cross_attention:
         for i in range(config.cross_steps):
-            steps.append((f"cross_{i}_q2v", n, m) if i % 2 == 0 else (f"cross_{i}_v2q", m, n))
-    for name, rows, cols in steps:
-        terms[name] = _both(passes * attention_flops(rows, cols, d))
+            steps.append(
+                (f"cross_{i}_q2v", n, m, m) if i % 2 == 0 else (f"cross_{i}_v2q", m, n, n)
+            )
+    for name, rows, cols, paired in steps:
+        terms[name] = _both(passes * attention_flops(rows, cols, d, paired))
     similarity = 2 * n * d + 3 * d + attention_flops(1, m, d)
     terms["similarity"] = _both(passes * similarity)
     if training:

@@ -13,7 +13,9 @@ Sections (each a function returning a JSON-ready dict):
   data_prep  `data_prep.build` on a synthetic Charades-STA-size release (6,672 videos).
   inference  one (video, query): p50/p99 latency and queries/s at batch 64, for the
              Keras model, the SavedModel and TFLite, timed in alternating rounds.
-  scaling    `benchmarks.scaling`: time and peak memory per query against T.
+  scaling    `benchmarks.scaling`: time and peak memory per query against T, for the
+             paper's model, without self-attention, and with the video self-attention
+             banded (`video_self_attention_window`; top-level `scaling_banded`).
   corpus     ranking N videos for one query with the query-independent proposal features
              computed once (`VLANet.proposal_builder`) and only the query encoder and
              `model.match` run per query, beside the full model run on every video.
@@ -645,6 +647,10 @@ def headline(sections: dict[str, Any], head: int) -> dict[str, Any]:
         "scaling": {
             k: sections["scaling"][k]
             for k in ("T", "ms", "peak_mb", "exponent", "memory_method")
+        },
+        "scaling_banded": {
+            k: sections["scaling"]["banded"][k]
+            for k in ("T", "ms", "peak_mb", "exponent", "window")
         },
         "corpus_ms_per_video": sections["corpus"]["ms_per_video"],
         "corpus_naive_ms_per_video": sections["corpus"]["naive_ms_per_video"],

@@ -24,6 +24,13 @@ Why a point costs what it costs: beside the full model, each point also times th
 without self-attention (the only part whose cost is quadratic in the number of segment
 groups K, through the K x K energies of A(V, V)), and carries the analytic FLOPs of
 every term from `benchmarks.flops`.
+
+The banded variant: each point also measures the model with
+`video_self_attention_window=BANDED_WINDOW` (A(V, V) over ±45 groups, 15 s at the
+Charades-STA stride, O(K·w)), timed in the same rounds as the other two models so the
+three are compared side by side. Its memory is read in a process of its own
+(`--banded_memory`): after the full model has run, the allocator holds enough freed
+memory for the smaller banded call, whose readings then show little or no growth.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ VOCAB_SIZE = 1000
 LARGE_T = 256
 WARMUP_T = 4
 TIMING_ROUNDS = 3
+# Band of the banded variant, in segment groups: ±15 s at a stride of 8 frames at 24 fps.
+BANDED_WINDOW = 45
 
 
 def _status_mb(field: str) -> float | None:
@@ -108,35 +117,65 @@ def _timed(fn: Any, inputs: dict[str, Any], min_seconds: float) -> float:
     return 1000.0 * float(np.median(times))
 
 
-def run_points(
-    clips: Sequence[int], feature_dim: int, min_seconds: float
-) -> list[dict[str, Any]]:
-    """Measures each T in this process (T increasing); see the module docstring."""
-    import tensorflow as tf
-
-    from benchmarks import flops, reference
-    from vlanet_tf.config import ModelConfig
-    from vlanet_tf.model import build_vlanet
-
+def _check_increasing(clips: Sequence[int]) -> None:
     if list(clips) != sorted(clips):
         raise ValueError(f"clips must be increasing, got {list(clips)}")
-    config = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim)
-    ablated = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim, use_self_attention=False)
-    # One signature with a free T, so every point reuses the same traced graph.
+
+
+def _compiled(config: Any) -> Any:
+    """The model as a tf.function with a free T, so every point reuses one graph."""
+    import tensorflow as tf
+
+    from vlanet_tf.model import build_vlanet
+
+    network = build_vlanet(config)
     signature = [
         {
             "query_tokens": tf.TensorSpec([1, WORDS], tf.int32),
-            "video_features": tf.TensorSpec([1, None, feature_dim], tf.float32),
+            "video_features": tf.TensorSpec([1, None, config.feature_dim], tf.float32),
             "video_length": tf.TensorSpec([1], tf.int32),
             "duration": tf.TensorSpec([1], tf.float32),
         }
     ]
+    return tf.function(lambda x: network(x, training=False), input_signature=signature)
 
-    def compiled(cfg: ModelConfig) -> Any:
-        network = build_vlanet(cfg)
-        return tf.function(lambda x: network(x, training=False), input_signature=signature)
 
-    full = compiled(config)
+def banded_peaks(clips: Sequence[int], feature_dim: int) -> list[dict[str, Any]]:
+    """Peak working memory of the banded model at each T, measured in this process.
+
+    Run it in a process that has run no other model (see the module docstring).
+    """
+    from vlanet_tf.config import ModelConfig
+
+    _check_increasing(clips)
+    config = ModelConfig(
+        vocab_size=VOCAB_SIZE, feature_dim=feature_dim, video_self_attention_window=BANDED_WINDOW
+    )
+    banded = _compiled(config)
+    banded(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
+    baseline = _maxrss_mb()
+    points = []
+    for t in clips:
+        peak, _ = call_peak_mb(banded, _inputs(t, feature_dim, config.fps), baseline)
+        points.append({"T": t, "peak_mb_banded": peak})
+    return points
+
+
+def run_points(
+    clips: Sequence[int], feature_dim: int, min_seconds: float
+) -> list[dict[str, Any]]:
+    """Measures each T in this process (T increasing); see the module docstring."""
+    from benchmarks import flops, reference
+    from vlanet_tf.config import ModelConfig
+
+    _check_increasing(clips)
+    config = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim)
+    ablated = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim, use_self_attention=False)
+    banded_config = ModelConfig(
+        vocab_size=VOCAB_SIZE, feature_dim=feature_dim, video_self_attention_window=BANDED_WINDOW
+    )
+
+    full = _compiled(config)
     # Warm up at a tiny T, not at a measured one: a warm-up at T itself would leave
     # that call's buffers in the allocator's free lists and hide them from the peak.
     full(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
@@ -147,6 +186,8 @@ def run_points(
         shape = flops.StepShape.charades(t, WORDS, config, CLIP_FRAMES)
         terms = flops.step_terms(config, shape, training=False)
         total = sum(term.total for term in terms.values())
+        banded_terms = flops.step_terms(banded_config, shape, training=False)
+        banded_total = sum(term.total for term in banded_terms.values())
         points.append(
             {
                 "T": t,
@@ -156,22 +197,28 @@ def run_points(
                 "input_mb": 4.0 * t * feature_dim / 2**20,
                 "mflops": total / 1e6,
                 "self_video_flop_share": terms["self_video"].total / total,
+                "mflops_banded": banded_total / 1e6,
+                "self_video_flop_share_banded": banded_terms["self_video"].total / banded_total,
             }
         )
-    # Timing comes after every memory reading, so the second model cannot raise them.
-    without_self = compiled(ablated)
-    without_self(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
+    # Timing comes after every memory reading, so the other models cannot raise them.
+    without_self = _compiled(ablated)
+    banded = _compiled(banded_config)
+    for fn in (without_self, banded):
+        fn(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
     for point in points:
         inputs = _inputs(point["T"], feature_dim, config.fps)
         without_self(inputs)["similarity"].numpy()
-        full_ms, ablated_ms, busy = [], [], []
-        # Rounds of (reference, full model, model without self-attention): the two
-        # models are compared side by side, and each time can be expressed in units of
-        # the machine's matmul rate measured moments before it.
+        banded(inputs)["similarity"].numpy()
+        full_ms, ablated_ms, banded_ms, busy = [], [], [], []
+        # Rounds of (reference, full model, model without self-attention, banded
+        # model): the models are compared side by side, and each time can be expressed
+        # in units of the machine's matmul rate measured moments before it.
         for _ in range(TIMING_ROUNDS):
             busy.append(reference.quick_reference())
             full_ms.append(_timed(full, inputs, min_seconds / TIMING_ROUNDS))
             ablated_ms.append(_timed(without_self, inputs, min_seconds / (2 * TIMING_ROUNDS)))
+            banded_ms.append(_timed(banded, inputs, min_seconds / (2 * TIMING_ROUNDS)))
         point.update(
             ms=float(np.median(full_ms)),
             ms_without_self_attention=float(np.median(ablated_ms)),
@@ -182,6 +229,10 @@ def run_points(
             matmul_equivalent_mflop=float(np.median([m * g for m, g in zip(full_ms, busy)])),
             matmul_equivalent_mflop_without_self_attention=float(
                 np.median([m * g for m, g in zip(ablated_ms, busy)])
+            ),
+            ms_banded=float(np.median(banded_ms)),
+            matmul_equivalent_mflop_banded=float(
+                np.median([m * g for m, g in zip(banded_ms, busy)])
             ),
         )
     return points
@@ -223,17 +274,25 @@ def measure(
     """
     if process == "in_process":
         points = run_points(sorted(clips), feature_dim, min_seconds)
+        # The banded model's memory always needs a process of its own; one for all T.
+        peaks = _subprocess_points(sorted(clips), feature_dim, min_seconds, timeout_s, True)
     elif process == "per_point":
-        points = []
+        points, peaks = [], []
         for t in clips:
             points += _subprocess_points([t], feature_dim, min_seconds, timeout_s)
+            peaks += _subprocess_points([t], feature_dim, min_seconds, timeout_s, True)
     else:
         raise ValueError(f"process must be 'per_point' or 'in_process', got {process!r}")
+    peak_banded = {p["T"]: p["peak_mb_banded"] for p in peaks}
+    for p in points:
+        p["peak_mb_banded"] = peak_banded[p["T"]]
     t = [p["T"] for p in points]
     ms = [p["ms"] for p in points]
     ablated = [p["ms_without_self_attention"] for p in points]
     cost = [p["matmul_equivalent_mflop"] for p in points]
     ablated_cost = [p["matmul_equivalent_mflop_without_self_attention"] for p in points]
+    banded = [p["ms_banded"] for p in points]
+    banded_cost = [p["matmul_equivalent_mflop_banded"] for p in points]
     return {
         "T": t,
         "K": [p["K"] for p in points],
@@ -256,6 +315,23 @@ def measure(
         "exponent_large_T_load_normalised_without_self_attention": _large_fit(t, ablated_cost),
         "mflops": [p["mflops"] for p in points],
         "self_video_flop_share": [p["self_video_flop_share"] for p in points],
+        # The same model with A(V, V) restricted to ±window groups, timed in the same
+        # rounds; the same keys as above.
+        "banded": {
+            "window": BANDED_WINDOW,
+            "T": t,
+            "K": [p["K"] for p in points],
+            "ms": banded,
+            "peak_mb": [p["peak_mb_banded"] for p in points],
+            "exponent": fit_exponent(t, banded),
+            "exponent_large_T": _large_fit(t, banded),
+            "local_exponents": local_exponents(t, banded),
+            "matmul_equivalent_mflop": banded_cost,
+            "exponent_load_normalised": fit_exponent(t, banded_cost),
+            "exponent_large_T_load_normalised": _large_fit(t, banded_cost),
+            "mflops": [p["mflops_banded"] for p in points],
+            "self_video_flop_share": [p["self_video_flop_share_banded"] for p in points],
+        },
         "feature_dim": feature_dim,
         "words": WORDS,
         "clip_frames": CLIP_FRAMES,
@@ -271,7 +347,11 @@ def measure(
 
 
 def _subprocess_points(
-    clips: Sequence[int], feature_dim: int, min_seconds: float, timeout_s: float
+    clips: Sequence[int],
+    feature_dim: int,
+    min_seconds: float,
+    timeout_s: float,
+    banded_memory: bool = False,
 ) -> list[dict[str, Any]]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -283,7 +363,7 @@ def _subprocess_points(
         "--clips=" + ",".join(map(str, clips)),
         f"--feature_dim={feature_dim}",
         f"--min_seconds={min_seconds}",
-    ]
+    ] + (["--banded_memory"] if banded_memory else [])
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=root, timeout=timeout_s
     )
@@ -301,9 +381,18 @@ def main() -> None:
     parser.add_argument("--clips", required=True, help="comma-separated T values, increasing")
     parser.add_argument("--feature_dim", type=int, default=4096)
     parser.add_argument("--min_seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--banded_memory",
+        action="store_true",
+        help="only the banded model's peak memory at each T (no timing)",
+    )
     args = parser.parse_args()
     clips = [int(c) for c in args.clips.split(",")]
-    for point in run_points(clips, args.feature_dim, args.min_seconds):
+    if args.banded_memory:
+        points = banded_peaks(clips, args.feature_dim)
+    else:
+        points = run_points(clips, args.feature_dim, args.min_seconds)
+    for point in points:
         print(json.dumps(point), flush=True)
 
 

@@ -90,6 +90,21 @@ def test_groups_follow_the_proposal_geometry():
     assert flops.num_groups(30.0, ModelConfig(proposal_mode="didemo")) == 6
 
 
+def test_banded_self_attention_flops_are_linear_in_groups():
+    assert flops.band_columns(10, 0) == 10
+    assert flops.band_columns(90, 45) == 90  # the band covers a Charades-STA video
+    assert flops.band_columns(8192, 45) == 181  # blocks of 91 rows against 181 rows
+
+    def self_video(config, clips):
+        shape = flops.StepShape(clips, 9, 2 * clips)
+        return flops.step_terms(config, shape, training=False)["self_video"].forward
+
+    banded, full = ModelConfig(video_self_attention_window=45), ModelConfig()
+    assert self_video(banded, 4096) / self_video(banded, 1024) == pytest.approx(4.0)
+    assert self_video(full, 4096) / self_video(full, 1024) > 10
+    assert self_video(ModelConfig(video_self_attention_window=10**6), 64) == self_video(full, 64)
+
+
 def test_power_law_fit():
     clips = [16, 64, 256]
     assert scaling.fit_exponent(clips, [2.0 * c**1.5 for c in clips]) == pytest.approx(1.5)
@@ -138,6 +153,13 @@ def test_quick_run_writes_every_figure(tmp_path, capsys):
     assert all(math.isfinite(v) and v >= 0 for v in sc["peak_mb"])
     assert math.isfinite(sc["exponent"])
     assert sc["memory_method"]
+
+    banded = result["scaling_banded"]
+    assert banded["window"] == scaling.BANDED_WINDOW and banded["T"] == sc["T"]
+    assert all(_finite_positive(v) for v in banded["ms"])
+    assert all(math.isfinite(v) and v >= 0 for v in banded["peak_mb"])
+    assert math.isfinite(banded["exponent"])
+    assert "banded" in result["targets"]["scaling"]
 
     assert set(result["targets"]) == {"roofline", "pipeline", "scaling"}
     text = page.read_text()
