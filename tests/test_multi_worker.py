@@ -208,8 +208,6 @@ class MultiWorkerTest(tf.test.TestCase):
             for key in ("loss", "pos_sim", "neg_sim", "val_R1@0.5"):
                 self.assertAllClose(row[key], want[key], atol=1e-5, msg=key)
 
-    # Two generations of two workers: about two minutes on two shared cores.
-    @pytest.mark.slow
     def test_killing_a_worker_then_restarting_both_resumes(self):
         model_dir = str(self.root / "killed")
         log = str(self.root / "killed")
