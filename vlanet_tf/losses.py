@@ -36,7 +36,8 @@ def select_negatives(
     index, valid = [], []
     for r in range(1, num_negatives + 1):
         hit = other_video & tf.equal(rank, r)
-        index.append(tf.gather(candidates, tf.argmax(tf.cast(hit, tf.int32), axis=1, output_type=tf.int32), batch_dims=1))
+        first = tf.argmax(tf.cast(hit, tf.int32), axis=1, output_type=tf.int32)
+        index.append(tf.gather(candidates, first, batch_dims=1))
         valid.append(tf.reduce_any(hit, axis=1))
     return tf.stack(index, axis=1), tf.stack(valid, axis=1)
 
