@@ -73,23 +73,11 @@ def distributed_train_dataset(
         the batches that two one-replica workers read.
     """
 
-    # Imported here, not at the top: importing the pipeline creates tensors, which
-    # initialises TensorFlow, and MultiWorkerMirroredStrategy must be built before that.
-    from vlanet_tf.data import pipeline
-
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return pipeline.make_dataset(
-            run_config.data_dir,
-            "train",
-            context.get_per_replica_batch_size(train_config.batch_size),
-            training=True,
-            vocabulary=vocabulary,
-            deterministic=run_config.deterministic,
-            seed=train_config.seed,
-            repeat=True,
-            max_query_length=run_config.max_query_length,
-            input_context=context,
-        ).map(training.training_features, num_parallel_calls=tf.data.AUTOTUNE)
+        batch_size = context.get_per_replica_batch_size(train_config.batch_size)
+        return training.training_dataset(
+            run_config, train_config, vocabulary, batch_size, input_context=context
+        )
 
     options = None
     if per_replica_pipelines:

@@ -37,6 +37,7 @@ import tensorflow as tf
 from vlanet_tf import metrics as metrics_lib
 from vlanet_tf import spans
 from vlanet_tf.config import ModelConfig, TrainConfig, load_json, save_json
+from vlanet_tf.data import pipeline
 from vlanet_tf.model import INPUT_KEYS, VLANet, video_keys
 
 CONFIG_FILE = "config.json"
@@ -241,7 +242,6 @@ def evaluate_split(
     max_query_length: int | None = None,
 ) -> dict:
     """Ranks every query of a prepared split and scores it (SPEC §8)."""
-    from vlanet_tf.data import pipeline
     from vlanet_tf.inference import predict_dataset
 
     dataset = pipeline.make_dataset(
@@ -479,6 +479,32 @@ def training_features(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return features
 
 
+def training_dataset(
+    run_config: RunConfig,
+    train_config: TrainConfig,
+    vocabulary: Any,
+    batch_size: int,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """The repeated, shuffled train split as training steps read it.
+
+    `batch_size` is per input pipeline: the global batch under `Model.fit`, a
+    replica's or worker's share under `distribute_datasets_from_function`.
+    """
+    return pipeline.make_dataset(
+        run_config.data_dir,
+        "train",
+        batch_size,
+        training=True,
+        vocabulary=vocabulary,
+        deterministic=run_config.deterministic,
+        seed=train_config.seed,
+        repeat=True,
+        max_query_length=run_config.max_query_length,
+        input_context=input_context,
+    ).map(training_features, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def fit_verbosity(verbose: int | str) -> int:
     """Keras verbosity of `RunConfig.verbose`: "auto" shows a bar on a tty only."""
     if verbose == "auto":
@@ -502,8 +528,6 @@ def prepare_run(
       (manifest, vocabulary, model): the data's manifest.json and `Vocabulary`, and a
       compiled VLANet holding the data's word vectors.
     """
-    from vlanet_tf.data import pipeline
-
     os.makedirs(os.path.join(run_config.model_dir, "checkpoints"), exist_ok=True)
     keras.utils.set_random_seed(train_config.seed)
     if run_config.deterministic:
@@ -542,8 +566,6 @@ def epoch_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """What every epoch writes to model_dir: val ranking and the best weights,
     history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars."""
-    from vlanet_tf.data import pipeline
-
     model_dir = run_config.model_dir
     log_dir = os.path.join(model_dir, "tensorboard")
     callbacks: list[keras.callbacks.Callback] = []
@@ -622,23 +644,13 @@ def run_experiment(
         from vlanet_tf import custom_loop
 
         return custom_loop.run_experiment(model_config, train_config, run_config, strategy)
-    from vlanet_tf.data import pipeline
-
     strategy = strategy or build_strategy(run_config.strategy)
     manifest, vocabulary, model = prepare_run(
         model_config, train_config, run_config, strategy
     )
-    train_dataset = pipeline.make_dataset(
-        run_config.data_dir,
-        "train",
-        train_config.batch_size,
-        training=True,
-        vocabulary=vocabulary,
-        deterministic=run_config.deterministic,
-        seed=train_config.seed,
-        repeat=True,
-        max_query_length=run_config.max_query_length,
-    ).map(training_features, num_parallel_calls=tf.data.AUTOTUNE)
+    train_dataset = training_dataset(
+        run_config, train_config, vocabulary, train_config.batch_size
+    )
     callbacks = epoch_callbacks(manifest, vocabulary, train_config, run_config) + [
         # Last, so that everything an epoch writes exists before it counts as done.
         # Kept after the run, so rerunning a finished command trains no more and a
@@ -692,8 +704,6 @@ def train_and_evaluate(
     Writes `model_dir/{split}_metrics.json` and returns its contents; a run whose
     metrics file exists is not trained again (so a grid of runs can be resumed).
     """
-    from vlanet_tf.data import pipeline
-
     path = os.path.join(run_config.model_dir, f"{split}_metrics.json")
     if os.path.isfile(path):
         return load_json(path)
