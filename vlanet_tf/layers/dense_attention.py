@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, l2_normalize, masked_log_softmax
+from vlanet_tf.layers.ops import l2_normalize, masked_log_softmax
 
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
@@ -182,5 +182,3 @@ class DenseAttention(keras.layers.Layer):
         )
         return config
 
-
-__all__ = ["DenseAttention", "MASKED_LOG_WEIGHT"]
