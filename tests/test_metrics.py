@@ -10,17 +10,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlanet_tf import metrics, spans
+from vlanet_tf import spans
+from vlanet_tf.evaluation import metrics
+
+from vlanet_tf.geometry import ProposalGeometry, sliding
+
+
+def sliding_windows(duration, fps=24.0, stride_frames=8, window_frames=(176, 208, 240)):
+    """The sliding-window candidates of `vlanet_tf.geometry` for one video."""
+    return sliding(fps, stride_frames, window_frames).sliding_windows(duration)
+
+
+def didemo_pairs(num_segments=None):
+    """DiDeMo's canonical candidate segment pairs."""
+    return ProposalGeometry.didemo().didemo_pairs(num_segments)
+
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(), reason=f"the release annotation files are not at {DATA}"
 )
 
-# The canonical order gives these 1-based ranks (see spans.didemo_candidate_moments):
+# The canonical order gives these 1-based ranks (see didemo_pairs):
 # (0,0)=1 (1,1)=2 (2,2)=3 (3,3)=4 (4,4)=5 (5,5)=6 (0,1)=7 (0,2)=8 … (1,4)=14 …
 # (2,4)=17 (2,5)=18 … (3,5)=20 (4,5)=21.
-CANONICAL = [tuple(p) for p in spans.didemo_candidate_moments().tolist()]
+CANONICAL = [tuple(p) for p in didemo_pairs().tolist()]
 
 
 def test_charades_recall_hand_worked():
@@ -169,7 +183,7 @@ def test_didemo_agreement_ranking():
 
 
 def test_random_baseline_mean_std_and_seeds():
-    candidates = {"q": spans.didemo_candidate_moments()}
+    candidates = {"q": didemo_pairs()}
     truth = {"q": [(3, 3)] * 3 + [(0, 0)]}
     fn = functools.partial(metrics.didemo_metrics, ground_truth=truth)
     result = metrics.random_baseline(candidates, fn, seeds=400)
@@ -213,7 +227,7 @@ def test_didemo_reference_rows_on_the_release():
     assert upper["R5"] == 100.0
     assert upper["mIoU"] == pytest.approx(96.05, abs=0.005)
 
-    candidates = {q: spans.didemo_candidate_moments(n) for q, n in num_segments.items()}
+    candidates = {q: didemo_pairs(n) for q, n in num_segments.items()}
     fn = functools.partial(metrics.didemo_metrics, ground_truth=truth)
     random = metrics.random_baseline(candidates, fn, seeds=5)
     print(f"DiDeMo test random (5 seeds): {random}")

@@ -8,6 +8,19 @@ import pytest
 from tests import reference
 from vlanet_tf import spans
 
+from vlanet_tf.geometry import ProposalGeometry, sliding
+
+
+def sliding_windows(duration, fps=24.0, stride_frames=8, window_frames=(176, 208, 240)):
+    """The sliding-window candidates of `vlanet_tf.geometry` for one video."""
+    return sliding(fps, stride_frames, window_frames).sliding_windows(duration)
+
+
+def didemo_pairs(num_segments=None):
+    """DiDeMo's canonical candidate segment pairs."""
+    return ProposalGeometry.didemo().didemo_pairs(num_segments)
+
+
 
 @pytest.mark.parametrize(
     "a, b, expected",
@@ -103,7 +116,7 @@ def test_seconds_to_didemo_segments(seconds, segments):
 
 
 def test_didemo_segments_round_trip():
-    pairs = spans.didemo_candidate_moments()
+    pairs = didemo_pairs()
     start, end = spans.didemo_segments_to_seconds(pairs[:, 0], pairs[:, 1])
     assert (start[0], end[0]) == (0.0, 5.0)
     assert (start[-1], end[-1]) == (20.0, 30.0)
@@ -112,7 +125,7 @@ def test_didemo_segments_round_trip():
 
 
 def test_didemo_candidate_moments_canonical_order():
-    pairs = spans.didemo_candidate_moments()
+    pairs = didemo_pairs()
     assert pairs.shape == (21, 2)
     assert [tuple(p) for p in pairs[:8].tolist()] == [
         (0, 0),
@@ -125,7 +138,7 @@ def test_didemo_candidate_moments_canonical_order():
         (0, 2),
     ]
     assert [tuple(p) for p in pairs[-2:].tolist()] == [(3, 5), (4, 5)]
-    five = spans.didemo_candidate_moments(5)
+    five = didemo_pairs(5)
     assert five.shape == (15, 2)
     # The five-segment candidates are the in-video ones, in the same relative order.
     inside = [tuple(p) for p in pairs.tolist() if p[1] < 5]
@@ -142,7 +155,7 @@ def test_clip_moment():
 
 
 def test_sliding_windows_layout():
-    windows = spans.sliding_windows(10.0)
+    windows = sliding_windows(10.0)
     # stride 8/24 = 1/3 s: starts 0, 1/3, …, 29/3 (start 10.0 is not < 10).
     assert windows.shape == (30 * 3, 2)
     np.testing.assert_allclose(windows[:3], [[0, 176 / 24], [0, 208 / 24], [0, 10.0]])
@@ -152,15 +165,15 @@ def test_sliding_windows_layout():
 
 def test_sliding_windows_shorter_than_smallest_window():
     # 5 s < 176/24 = 7.33 s: every window is clipped, still 15 groups.
-    windows = spans.sliding_windows(5.0)
+    windows = sliding_windows(5.0)
     assert windows.shape == (15 * 3, 2)
     np.testing.assert_allclose(windows[:3], [[0.0, 5.0]] * 3)
     # Shorter than one stride: group 0 alone.
-    np.testing.assert_allclose(spans.sliding_windows(0.2), [[0.0, 0.2]] * 3)
+    np.testing.assert_allclose(sliding_windows(0.2), [[0.0, 0.2]] * 3)
 
 
 def test_sliding_windows_other_layout_and_reference():
-    windows = spans.sliding_windows(1.0, fps=24, stride_frames=8, window_frames=(4, 48))
+    windows = sliding_windows(1.0, fps=24, stride_frames=8, window_frames=(4, 48))
     np.testing.assert_allclose(
         windows,
         [
@@ -174,11 +187,11 @@ def test_sliding_windows_other_layout_and_reference():
     )
     for duration in (0.3, 7.0, 30.96, 31.0):
         expected = [(s, e) for _, _, s, e in reference.sliding_windows(duration)]
-        np.testing.assert_allclose(spans.sliding_windows(duration), expected)
+        np.testing.assert_allclose(sliding_windows(duration), expected)
 
 
 def test_sliding_windows_validates():
     with pytest.raises(ValueError, match="duration must be > 0 seconds, got 0"):
-        spans.sliding_windows(0.0)
+        sliding_windows(0.0)
     with pytest.raises(ValueError, match=r"window_frames .* got \(\)"):
-        spans.sliding_windows(5.0, window_frames=())
+        sliding_windows(5.0, window_frames=())

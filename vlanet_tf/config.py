@@ -1,14 +1,23 @@
-"""Typed configuration for the model and for training.
+"""Typed configuration: the model, its training and where a run executes.
 
-Library code takes these dataclasses; only the `main`s read absl flags and turn them
-into configs (see `vlanet_tf.flags`). Every [open] choice of the method has a field here.
+Library code takes these dataclasses; only the `python -m` mains read absl flags and
+turn them into configs (`vlanet_tf.flags`). Every [open] choice of the method has a
+field here, and every field changes what is built or run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
+
+from vlanet_tf.geometry import (
+    DIDEMO_NUM_SEGMENTS,
+    DIDEMO_SEGMENT_SECONDS,
+    ProposalGeometry,
+    geometry_of,
+)
+
+STRATEGIES = ("mirrored", "one_device", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -28,8 +37,8 @@ class ModelConfig:
     fps: float = 24.0
     stride_frames: int = 8
     window_frames: Sequence[int] = (176, 208, 240)
-    didemo_segments: int = 6
-    segment_seconds: float = 5.0
+    didemo_segments: int = DIDEMO_NUM_SEGMENTS
+    segment_seconds: float = DIDEMO_SEGMENT_SECONDS
 
     # Cross-modal part (eqs. 3-13) and the ablations of SPEC §9.
     use_surrogate_selection: bool = True
@@ -39,7 +48,6 @@ class ModelConfig:
     share_cross_weights: bool = False
     vla_reduction: str = "mean"  # "mean" [decided] or "sum".
     attention_init_scale: float = 1.0  # stddev of W1, W2 init, in units of 1/sqrt(D).
-    dropout: float = 0.0
     # Band of the video self-attention A(V, V) (eq. 9), in segment groups: E(v_n, V)
     # averages only over the groups within ±w of n. 0 is the paper's full
     # self-attention, whose K x K energies make a query's cost quadratic in the video's
@@ -48,10 +56,6 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.window_frames = tuple(int(w) for w in self.window_frames)
-        if self.proposal_mode not in ("sliding", "didemo"):
-            raise ValueError(
-                f"proposal_mode must be 'sliding' or 'didemo', got {self.proposal_mode!r}"
-            )
         if self.vla_reduction not in ("mean", "sum"):
             raise ValueError(
                 f"vla_reduction must be 'mean' or 'sum', got {self.vla_reduction!r}"
@@ -63,22 +67,18 @@ class ModelConfig:
             raise ValueError(
                 f"video_self_attention_window must be an int >= 0, got {window!r}"
             )
-        if self.proposal_mode == "sliding":
-            if self.stride_frames <= 0 or not self.window_frames:
-                raise ValueError(
-                    "sliding proposals need stride_frames > 0 and at least one window, "
-                    f"got stride_frames={self.stride_frames}, "
-                    f"window_frames={self.window_frames}"
-                )
-            if any(w <= 0 for w in self.window_frames):
-                raise ValueError(f"window_frames must be > 0, got {self.window_frames}")
+        # Validates the proposal fields (mode, stride, windows) in one place.
+        self.geometry  # noqa: B018
+
+    @property
+    def geometry(self) -> ProposalGeometry:
+        """Where the candidate moments lie (`vlanet_tf.geometry`)."""
+        return geometry_of(self)
 
     @property
     def num_scales(self) -> int:
         """L: windows per segment group."""
-        if self.proposal_mode == "didemo":
-            return self.didemo_segments
-        return len(self.window_frames)
+        return self.geometry.num_scales
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -119,12 +119,34 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def save_json(path: str, obj: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
+@dataclasses.dataclass
+class RunConfig:
+    """Where and how a run executes (not part of the method).
 
+    `data_dir` and `max_query_length` are saved with the run, so evaluate, export and
+    predict reload them from the run directory (`vlanet_tf.run_dir`).
+    """
 
-def load_json(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    data_dir: str
+    model_dir: str
+    strategy: str = "mirrored"
+    steps_per_epoch: int | None = None
+    deterministic: bool = False
+    eval_top_k: int = 0  # 0: rank every valid proposal (DiDeMo's protocol needs all).
+    max_query_length: int | None = None
+    attention_example: int = 0
+    verbose: int | str = "auto"  # Keras fit verbosity; "auto": bar on a tty.
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

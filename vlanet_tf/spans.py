@@ -1,7 +1,8 @@
 """Span arithmetic shared by the proposals, the post-processing and the evaluator.
 
-Every function here is pure NumPy, so the model's proposal layout, the inference
-ranking and the metrics agree on what a moment, an IoU and a candidate list are.
+Every function here is pure NumPy, so the inference ranking, the metrics and the
+evaluator agree on what a moment and an IoU are. Where candidate moments lie is
+`vlanet_tf.geometry`'s job.
 
 Two kinds of span appear:
 - moments in seconds, ``[..., 2]`` arrays of (start, end) with end exclusive;
@@ -11,14 +12,9 @@ Two kinds of span appear:
 
 from __future__ import annotations
 
-import itertools
-from typing import Sequence
-
 import numpy as np
 
-# DiDeMo: videos are cut into (at most) six 5-second segments (SPEC §2).
-DIDEMO_SEGMENT_SECONDS = 5.0
-DIDEMO_NUM_SEGMENTS = 6
+from vlanet_tf.geometry import DIDEMO_SEGMENT_SECONDS
 
 
 def _check_last_axis(name: str, x: np.ndarray) -> None:
@@ -146,21 +142,6 @@ def didemo_segments_to_seconds(
     return s * segment_seconds, (e + 1.0) * segment_seconds
 
 
-def didemo_candidate_moments(num_segments: int = DIDEMO_NUM_SEGMENTS) -> np.ndarray:
-    """The candidate moments of a DiDeMo video, ``[n (n + 1) / 2, 2]`` int64.
-
-    Canonical order of the original release: the single segments (0, 0) … (n-1, n-1)
-    first, then every (s, e) with s < e in lexicographic order. With the default
-    six segments these are the 21 moments every prediction must rank; with five
-    segments, the 15 that stay inside the video, in the same relative order.
-    """
-    if num_segments < 1:
-        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-    singles = [(i, i) for i in range(num_segments)]
-    pairs = list(itertools.combinations(range(num_segments), 2))
-    return np.asarray(singles + pairs, dtype=np.int64)
-
-
 def clip_moment(moment: np.ndarray, duration: float) -> np.ndarray:
     """Clips moments ``[..., 2]`` in seconds into [0, duration]."""
     moment = np.asarray(moment, dtype=np.float64)
@@ -168,41 +149,3 @@ def clip_moment(moment: np.ndarray, duration: float) -> np.ndarray:
     if duration <= 0:
         raise ValueError(f"duration must be > 0 seconds, got {duration}")
     return np.clip(moment, 0.0, duration)
-
-
-def sliding_windows(
-    duration: float,
-    fps: float = 24.0,
-    stride_frames: int = 8,
-    window_frames: Sequence[int] = (176, 208, 240),
-) -> np.ndarray:
-    """The sliding-window proposals of a video, ``[K * L, 2]`` seconds.
-
-    Segment group k starts at k·stride/fps for every start < duration; group 0
-    always exists, so a video shorter than the smallest window still has proposals
-    (SPEC §2, [decided]). Each group holds one window per scale, in the order of
-    ``window_frames``, all starting at the group's start; ends are clipped to the
-    duration, so late groups may hold identical clipped windows — they stay, since
-    the model ranks them as separate proposals.
-    """
-    if duration <= 0:
-        raise ValueError(f"duration must be > 0 seconds, got {duration}")
-    if fps <= 0 or stride_frames <= 0:
-        raise ValueError(
-            f"fps and stride_frames must be > 0, got fps={fps}, "
-            f"stride_frames={stride_frames}"
-        )
-    if not window_frames or min(window_frames) <= 0:
-        raise ValueError(
-            f"window_frames must be non-empty and positive, got {tuple(window_frames)}"
-        )
-    stride = stride_frames / fps
-    num_groups = max(1, int(np.ceil(duration / stride)))
-    starts = np.arange(num_groups, dtype=np.float64) * stride
-    # ceil() can overshoot by one group when duration/stride is an integer up to
-    # float error; the start < duration rule decides.
-    starts = starts[(starts < duration) | (np.arange(num_groups) == 0)]
-    lengths = np.asarray(window_frames, dtype=np.float64) / fps
-    ends = np.minimum(starts[:, None] + lengths[None, :], duration)
-    starts = np.broadcast_to(starts[:, None], ends.shape)
-    return np.stack([starts, ends], axis=-1).reshape(-1, 2)

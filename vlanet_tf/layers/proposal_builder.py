@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
+from vlanet_tf.geometry import DIDEMO_NUM_SEGMENTS, DIDEMO_SEGMENT_SECONDS, ProposalGeometry
 from vlanet_tf.layers.ops import l2_normalize
 
 # Tolerance, in clips, when turning window seconds into clip indices: a window that ends
@@ -17,19 +18,15 @@ _CLIP_EPS = 1e-4
 def proposal_windows(
     duration: tf.Tensor,
     video_length: tf.Tensor,
-    *,
-    proposal_mode: str = "sliding",
-    fps: float = 24.0,
-    stride_frames: int = 8,
-    window_frames: Sequence[int] = (176, 208, 240),
-    didemo_segments: int = 6,
-    segment_seconds: float = 5.0,
+    geometry: ProposalGeometry,
 ) -> dict[str, tf.Tensor]:
-    """The K x L windows of every video in a batch (SPEC §2).
+    """The K x L windows of every video in a batch (SPEC §2), laid out by `geometry`.
 
     Args:
         duration: float32 [B], seconds.
         video_length: int32 [B], number of valid clips.
+        geometry: the layout (`vlanet_tf.geometry`); its NumPy `candidates` are the
+            valid windows computed here.
 
     Returns:
         dict with `windows` float32 [B, K, L, 2] (start, end) seconds, `mask` bool
@@ -45,8 +42,8 @@ def proposal_windows(
     duration = tf.cast(duration, tf.float32)
     video_length = tf.cast(video_length, tf.int32)
     has_clips = (video_length > 0) & (duration > 0.0)
-    if proposal_mode == "didemo":
-        n = didemo_segments
+    if geometry.mode == "didemo":
+        n = geometry.didemo_segments
         k = tf.range(n)[:, None]
         l = tf.range(n)[None, :]
         start_seg = tf.broadcast_to(k, (n, n))
@@ -54,16 +51,16 @@ def proposal_windows(
         geometry_valid = end_seg <= n
         windows = tf.stack(
             [tf.cast(start_seg, tf.float32), tf.cast(end_seg, tf.float32)], axis=-1
-        ) * segment_seconds
+        ) * geometry.segment_seconds
         batch = tf.shape(duration)[0]
         windows = tf.broadcast_to(windows[None], (batch, n, n, 2))
         t = video_length[:, None, None]
         clip_start = tf.minimum(start_seg[None], t - 1)
         clip_end = tf.minimum(end_seg[None], t)
         mask = geometry_valid[None] & has_clips[:, None, None]
-    elif proposal_mode == "sliding":
-        stride_s = float(stride_frames) / fps
-        widths = tf.constant([w / fps for w in window_frames], tf.float32)
+    else:
+        stride_s = geometry.stride_seconds
+        widths = tf.constant(geometry.window_seconds, tf.float32)
         num_groups = tf.maximum(
             tf.cast(tf.math.ceil(tf.reduce_max(duration) / stride_s), tf.int32), 1
         )
@@ -72,7 +69,7 @@ def proposal_windows(
             tf.range(num_groups)[None, :] == 0
         )  # [B, K]
         start = tf.broadcast_to(
-            starts[None, :, None], (tf.shape(duration)[0], num_groups, len(window_frames))
+            starts[None, :, None], (tf.shape(duration)[0], num_groups, geometry.num_scales)
         )
         end = tf.minimum(start + widths[None, None, :], duration[:, None, None])
         windows = tf.stack([start, end], axis=-1)
@@ -86,10 +83,6 @@ def proposal_windows(
         clip_end = tf.clip_by_value(clip_end, clip_start + 1, tf.maximum(t, 1))
         mask = group_exists[:, :, None] & has_clips[:, None, None]
         mask = tf.broadcast_to(mask, tf.shape(clip_start))
-    else:
-        raise ValueError(
-            f"proposal_mode must be 'sliding' or 'didemo', got {proposal_mode!r}"
-        )
     return {
         "windows": windows,
         "mask": mask,
@@ -123,8 +116,8 @@ class ProposalBuilder(keras.layers.Layer):
         fps: float = 24.0,
         stride_frames: int = 8,
         window_frames: Sequence[int] = (176, 208, 240),
-        didemo_segments: int = 6,
-        segment_seconds: float = 5.0,
+        didemo_segments: int = DIDEMO_NUM_SEGMENTS,
+        segment_seconds: float = DIDEMO_SEGMENT_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -138,10 +131,15 @@ class ProposalBuilder(keras.layers.Layer):
         self.projection = keras.layers.Dense(
             hidden_dim, dtype=self.dtype_policy, name="proposal_projection"
         )
-        if proposal_mode not in ("sliding", "didemo"):
-            raise ValueError(
-                f"proposal_mode must be 'sliding' or 'didemo', got {proposal_mode!r}"
-            )
+        # Validates the layout; the arguments stay attributes for get_config.
+        self.geometry = ProposalGeometry(
+            proposal_mode,
+            self.fps,
+            self.stride_frames,
+            self.window_frames,
+            self.didemo_segments,
+            self.segment_seconds,
+        )
 
     def _geometry(self) -> dict[str, Any]:
         return dict(
@@ -155,18 +153,14 @@ class ProposalBuilder(keras.layers.Layer):
 
     @property
     def num_scales(self) -> int:
-        if self.proposal_mode == "didemo":
-            return self.didemo_segments
-        return len(self.window_frames)
+        return self.geometry.num_scales
 
     def build(self, input_shape: dict[str, tuple]) -> None:
         self.projection.build(input_shape["video_features"])
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         features = inputs["video_features"]
-        geometry = proposal_windows(
-            inputs["duration"], inputs["video_length"], **self._geometry()
-        )
+        geometry = proposal_windows(inputs["duration"], inputs["video_length"], self.geometry)
         projected = self.projection(features)  # [B, T, D]
         prefix = tf.pad(tf.cumsum(projected, axis=1), [[0, 0], [1, 0], [0, 0]])
         shape = tf.shape(geometry["clip_start"])
