@@ -22,32 +22,25 @@ import hashlib
 import json
 import math
 import os
-import signal
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from data_prep import features as feature_lib
-from data_prep import readers
-from data_prep.readers import QueryRecord, SkipCounter
 from data_prep.word_vectors import FORMATS, load_word_vectors
+from vlanet_tf.data import features as feature_lib
+from vlanet_tf.data import readers
+from vlanet_tf.data.prepared import EMBEDDINGS_FILE, MANIFEST_FILE, VOCAB_FILE
+from vlanet_tf.data.readers import QueryRecord, SkipCounter
 
 DATASETS = ("charades_sta", "didemo")
 STATE_FILE = ".build_state.json"
-MANIFEST_FILE = "manifest.json"
-VOCAB_FILE = "vocab.txt"
-EMBEDDINGS_FILE = "embeddings.npy"
+# Within a long shard, a progress line at most this often.
+PROGRESS_SECONDS = 10.0
 
 ALL_OOV_SENTENCE = "all_oov_sentence"
 QUERY_TRUNCATED = "query_truncated"
-
-# Simulates a kill (SIGKILL to itself) after this many records were written in total.
-# Used by the restart test; unset in normal runs.
-KILL_AFTER_RECORDS_ENV = "VLANET_DATA_PREP_KILL_AFTER_RECORDS"
-# Within a long shard, a progress line at most this often.
-PROGRESS_SECONDS = 10.0
 
 
 @dataclasses.dataclass
@@ -315,23 +308,6 @@ def _remove_stale(output_dir: str, planned: set[str]) -> None:
             os.remove(tmp)
 
 
-class _KillSwitch:
-    """Sends SIGKILL to this process after N records when the env variable is set."""
-
-    def __init__(self) -> None:
-        value = os.environ.get(KILL_AFTER_RECORDS_ENV)
-        self.remaining = int(value) if value else None
-
-    def record_written(self) -> None:
-        if self.remaining is None:
-            return
-        self.remaining -= 1
-        if self.remaining <= 0:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -339,8 +315,12 @@ def _log(message: str) -> None:
 # ----------------------------------------------------------------------------- build
 
 
-def build(options: BuildOptions) -> dict[str, Any]:
+def build(
+    options: BuildOptions, on_record_written: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Runs the whole conversion; returns the manifest (also written to output_dir).
+
+    `on_record_written` is called after each record reaches a shard (progress hooks).
 
     Raises:
       readers.SkipError: in strict mode, at the first skipped record.
@@ -445,7 +425,6 @@ def build(options: BuildOptions) -> dict[str, Any]:
         vocabulary.save(os.path.join(options.output_dir, VOCAB_FILE))
         _save_npy_atomic(os.path.join(options.output_dir, EMBEDDINGS_FILE), embeddings)
 
-        kill_switch = _KillSwitch()
         total_shards = len(planned)
         done_shards = 0
         for s in splits:
@@ -489,7 +468,8 @@ def build(options: BuildOptions) -> dict[str, Any]:
                         )
                         num_videos += 1
                         num_sentences += len(video.records)
-                        kill_switch.record_written()
+                        if on_record_written is not None:
+                            on_record_written()
                 os.replace(path + ".tmp", path)
                 state["shards"][name] = {
                     "videos": num_videos,
@@ -605,17 +585,20 @@ def _define_flags() -> None:
         flags.mark_flag_as_required(name)
 
 
+def options_from_flags(flag_values: Any) -> BuildOptions:
+    """BuildOptions from the parsed flags (one flag per field, same names)."""
+    return BuildOptions(
+        **{f.name: flag_values[f.name].value for f in dataclasses.fields(BuildOptions)}
+    )
+
+
 def main(argv: Sequence[str]) -> None:
     from absl import app, flags
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    f = flags.FLAGS
-    options = BuildOptions(
-        **{field.name: f[field.name].value for field in dataclasses.fields(BuildOptions)}
-    )
     try:
-        build(options)
+        build(options_from_flags(flags.FLAGS))
     except readers.SkipError as e:
         sys.exit(f"error: {e}")
 

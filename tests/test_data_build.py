@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from data_prep import build as build_lib
-from data_prep import features as feature_lib
-from data_prep import readers
+from vlanet_tf.data import features as feature_lib
+from vlanet_tf.data import readers
 from tests import data_testing
 from vlanet_tf.data import schema
 
@@ -268,6 +268,33 @@ def _run_cli(args, env_extra=None):
     )
 
 
+# Parses data_prep.build's flags and builds with a hook that SIGKILLs the process after
+# N records, so the rerun test sees a real kill mid-shard.
+_KILLED_BUILD = """
+import os, signal, sys
+from absl import flags
+from data_prep import build
+build._define_flags()
+flags.FLAGS(["build", *sys.argv[2:]])
+remaining = [int(sys.argv[1])]
+def kill_after():
+    remaining[0] -= 1
+    if remaining[0] <= 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+build.build(build.options_from_flags(flags.FLAGS), on_record_written=kill_after)
+"""
+
+
+def _run_killed_build(args, after_records):
+    return subprocess.run(
+        [sys.executable, "-c", _KILLED_BUILD, str(after_records), *args],
+        env=data_testing.env_with_repo_on_path(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _cli_args(release: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--dataset=charades_sta",
@@ -282,10 +309,7 @@ def _cli_args(release: Path, out: Path, *extra: str) -> list[str]:
 def test_killed_build_reruns_to_the_same_output(release, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     _build(release, clean, num_shards=4)
-    run = _run_cli(
-        _cli_args(release, killed, "--num_shards=4"),
-        {build_lib.KILL_AFTER_RECORDS_ENV: "7"},
-    )
+    run = _run_killed_build(_cli_args(release, killed, "--num_shards=4"), after_records=7)
     assert run.returncode == -9, run.stderr[-2000:]
     names = {p.name for p in killed.iterdir()}
     assert "manifest.json" not in names

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from data_prep import readers
+from vlanet_tf.data import readers
 from tests.data_testing import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from data_prep import build as build_lib
-from data_prep import features as feature_lib
-from data_prep import readers, synthesize
+from vlanet_tf.data import features as feature_lib
+from data_prep import synthesize
+from vlanet_tf.data import readers
 from data_prep.word_vectors import load_word_vectors
 from tests import data_testing
 

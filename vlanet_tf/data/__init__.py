@@ -1,13 +1,8 @@
-"""The TFRecord schema and the tf.data input pipeline."""
+"""Data: the release readers, feature stores, the prepared directory, schema and tf.data.
 
-from vlanet_tf.data.pipeline import load_manifest, load_vocabulary, make_dataset
-from vlanet_tf.data.schema import VideoExample, decode, encode
-
-__all__ = [
-    "VideoExample",
-    "decode",
-    "encode",
-    "load_manifest",
-    "load_vocabulary",
-    "make_dataset",
-]
+readers      annotation files of the public releases -> plain records (no TensorFlow)
+features     HDF5 / .npy clip-feature stores
+prepared     a prepared data directory: manifest, vocabulary, shards
+schema       the one TFRecord schema: encode (data_prep) and decode (tf.data)
+pipeline     shards -> interleave -> parse -> sentences -> shuffle -> padded batch
+"""

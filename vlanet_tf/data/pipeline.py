@@ -7,74 +7,19 @@ docs/ARCHITECTURE.md. Tokenisation and vocabulary lookup run on whole batches.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from vlanet_tf.data import schema
+from vlanet_tf.data.prepared import load_manifest, load_vocabulary, shard_files
 from vlanet_tf.text import Vocabulary
 
-MANIFEST_FILE = "manifest.json"
-VOCAB_FILE = "vocab.txt"
-EMBEDDINGS_FILE = "embeddings.npy"
 MOMENT_PADDING = -1.0
 # Sentence-level shuffle buffer, in elements. Elements share their video's feature
 # tensor, so the buffer costs about buffer / sentences-per-video feature arrays.
 DEFAULT_SHUFFLE_BUFFER = 2048
-
-
-def load_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
-    """The manifest.json of a prepared data directory."""
-    path = os.path.join(data_dir, MANIFEST_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"{os.fspath(data_dir)!r} is not a prepared data directory: expected "
-            f"{MANIFEST_FILE} there (written last by `python -m data_prep.build`)"
-        )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_vocabulary(data_dir: str | os.PathLike) -> tuple[Vocabulary, np.ndarray]:
-    """(Vocabulary, embeddings float32 [V, word_dim]) of a prepared data directory."""
-    vocab_path = os.path.join(data_dir, VOCAB_FILE)
-    emb_path = os.path.join(data_dir, EMBEDDINGS_FILE)
-    for path in (vocab_path, emb_path):
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"expected {os.path.basename(path)} in {os.fspath(data_dir)!r} "
-                "(written by `python -m data_prep.build`), found none"
-            )
-    vocabulary = Vocabulary.load(vocab_path)
-    embeddings = np.load(emb_path)
-    if embeddings.shape[0] != vocabulary.size:
-        raise ValueError(
-            f"{emb_path} has {embeddings.shape[0]} rows, expected one per vocabulary "
-            f"entry ({vocabulary.size})"
-        )
-    return vocabulary, embeddings
-
-
-def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
-    """The split's shard paths, sorted, as listed in the manifest."""
-    manifest = load_manifest(data_dir)
-    info = manifest.get("splits", {}).get(split)
-    if info is None or not info.get("shards"):
-        raise ValueError(
-            f"{os.fspath(data_dir)!r} has no shards for split {split!r}; the manifest "
-            f"lists splits {sorted(manifest.get('splits', {}))}"
-        )
-    paths = [os.path.join(data_dir, name) for name in info["shards"]]
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} of the {len(paths)} {split} shards listed in the manifest "
-            f"are missing, e.g. {missing[0]!r}"
-        )
-    return paths
 
 
 def _to_sentences(video: dict[str, Any]) -> tf.data.Dataset:

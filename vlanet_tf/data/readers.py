@@ -18,9 +18,10 @@ import os
 import re
 from typing import Iterable
 
+from vlanet_tf.geometry import DIDEMO_SEGMENT_SECONDS
 from vlanet_tf.text import words
 
-DIDEMO_SEGMENT_SECONDS = 5.0
+
 DIDEMO_USUAL_ANNOTATORS = 4
 MAX_EXAMPLES_PER_REASON = 5
 

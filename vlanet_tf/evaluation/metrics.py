@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from vlanet_tf import spans
+from vlanet_tf.geometry import DIDEMO_NUM_SEGMENTS, ProposalGeometry
 
 Metrics = dict[str, float]
 
@@ -119,7 +120,7 @@ def didemo_metrics(
 
     Args:
       predictions: query id -> ranked inclusive segment pairs (s, e), best first;
-        normally all 21 candidates (see `spans.didemo_candidate_moments`).
+        normally all 21 candidates (see `ProposalGeometry.didemo_pairs`).
       ground_truth: query id -> the annotator moments (s, e), duplicates included.
 
     Returns:
@@ -145,7 +146,7 @@ def didemo_metrics(
 
 def didemo_agreement_ranking(
     annotations: Sequence[Sequence[int]],
-    num_segments: int = spans.DIDEMO_NUM_SEGMENTS,
+    num_segments: int = DIDEMO_NUM_SEGMENTS,
 ) -> np.ndarray:
     """All candidates ranked by how many annotators chose them, ``[C, 2]``.
 
@@ -154,14 +155,14 @@ def didemo_agreement_ranking(
     gives smaller best-3 ranks, so this is the ranking the R@1/R@5 upper bound uses.
     """
     votes = Counter(tuple(int(x) for x in moment) for moment in annotations)
-    candidates = spans.didemo_candidate_moments(num_segments)
+    candidates = ProposalGeometry.didemo().didemo_pairs(num_segments)
     counts = np.asarray([votes.get(tuple(c), 0) for c in candidates.tolist()])
     return candidates[np.argsort(-counts, kind="stable")]
 
 
 def didemo_upper_bound(
     ground_truth: Mapping[str, Sequence[Sequence[int]]],
-    num_segments: int = spans.DIDEMO_NUM_SEGMENTS,
+    num_segments: int = DIDEMO_NUM_SEGMENTS,
 ) -> Metrics:
     """DiDeMo Upper Bound: the best each metric can be given annotator disagreement.
 
@@ -178,7 +179,7 @@ def didemo_upper_bound(
         for query_id, annotators in ground_truth.items()
     }
     metrics = didemo_metrics(agreement, ground_truth)
-    candidates = spans.didemo_candidate_moments(num_segments)
+    candidates = ProposalGeometry.didemo().didemo_pairs(num_segments)
     best_ious = []
     for annotators in ground_truth.values():
         annotators = np.asarray(annotators, dtype=np.int64).reshape(-1, 2)
@@ -208,8 +209,8 @@ def random_baseline(
 
     Args:
       candidates: query id -> the valid proposals of that query's video: the
-        sliding windows (Charades-STA, `spans.sliding_windows`) or the in-video
-        candidate moments (DiDeMo, `spans.didemo_candidate_moments`).
+        candidates of the model's `ProposalGeometry` (sliding windows for
+        Charades-STA, the in-video segment pairs for DiDeMo).
       metric_fn: scores a ``{query id: ranking}`` dict, e.g.
         ``functools.partial(charades_recall, ground_truth=...)``.
       seeds: a count n (seeds 0 … n-1) or the seeds themselves.
