@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from vlanet_tf.predict import batch_inputs, format_moments, load_features, ranked_moments
+from vlanet_tf.serving_io import batch_inputs, format_moments, load_features, ranked_moments
 
 REST_FORMATS = ("instances", "inputs")
 DEFAULT_MODEL_NAME = "vlanet"

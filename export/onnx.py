@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from export import saved_model as saved_model_lib
+from export import serving as saved_model_lib
 
 DEFAULT_OPSET = 17
 PREFERRED_PROVIDERS = (

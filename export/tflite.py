@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from export import saved_model as saved_model_lib
+from export import serving as saved_model_lib
 from vlanet_tf import text
 
 VARIANTS = ("float32", "float16", "dynamic_range")
@@ -170,7 +170,7 @@ def rank_split(
     forward: Any, examples: Iterable[Mapping[str, np.ndarray]]
 ) -> list[dict[str, Any]]:
     """Prediction records (as `vlanet_tf.inference.predict_dataset` yields) of `forward`."""
-    from vlanet_tf.predict import ranked_moments
+    from vlanet_tf.serving_io import ranked_moments
 
     records = []
     for ex in examples:

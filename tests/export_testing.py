@@ -35,16 +35,18 @@ def exported_run(tmp_path_factory) -> ExportedRun:
     if "run" in _RUNS:
         return _RUNS["run"]
     from data_prep import build as build_lib
-    from export import saved_model
-    from vlanet_tf import training
+    from export import serving
     from vlanet_tf.config import ModelConfig, TrainConfig
-    from vlanet_tf.flags import read_data_properties
+    from vlanet_tf.config import RunConfig
+    from vlanet_tf.data.prepared import data_properties
+    from vlanet_tf.experiment import run_experiment
+    from vlanet_tf.run_dir import RunDir
 
     root = tmp_path_factory.mktemp("exported_run")
     release, data_dir = root / "release", root / "data"
     data_testing.make_charades_release(release, num_videos=24, num_test=8)
     build_lib.build(data_testing.charades_options(release, data_dir, num_shards=1))
-    props = read_data_properties(str(data_dir))
+    props = data_properties(str(data_dir))
     model_config = ModelConfig(
         vocab_size=props["vocab_size"],
         word_dim=props["word_dim"],
@@ -52,17 +54,17 @@ def exported_run(tmp_path_factory) -> ExportedRun:
         hidden_dim=16,
     )
     train_config = TrainConfig(batch_size=8, epochs=1)
-    run_config = training.RunConfig(
+    run_config = RunConfig(
         data_dir=str(data_dir),
         model_dir=str(root / "model"),
         strategy="one_device",
         steps_per_epoch=2,
         verbose=0,
     )
-    training.save_run_config(run_config.model_dir, model_config, train_config, run_config)
-    training.run_experiment(model_config, train_config, run_config)
+    RunDir(run_config.model_dir).save_options(model_config, train_config, run_config)
+    run_experiment(model_config, train_config, run_config)
     export_base = root / "serve"
-    path = saved_model.export_run(run_config.model_dir, str(export_base))
+    path = serving.export_run(run_config.model_dir, str(export_base))
     _RUNS["run"] = ExportedRun(
         release, data_dir, Path(run_config.model_dir), export_base, Path(path)
     )

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from vlanet_tf import training
+from vlanet_tf.run_dir import RunDir
 from tests import training_testing
 
 
@@ -57,9 +57,7 @@ class DistributedTest(tf.test.TestCase):
                 self.assertEqual(run.returncode, 0, run.stderr[-3000:])
                 if name == "two":
                     self.assertIn("CPU:1", run.stdout + run.stderr)
-                history = training.read_history(
-                    os.path.join(model_dir, training.HISTORY_CSV)
-                )
+                history = RunDir(model_dir).read_history()
                 weights = read_weights(
                     os.path.join(model_dir, "checkpoints", "epoch-001.weights.h5")
                 )

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from export import onnx as onnx_export
-from export import saved_model
+from export import serving
 from tests import export_testing
 
 pytest.importorskip("tf2onnx")
@@ -53,7 +53,7 @@ def test_onnx_matches_the_saved_model_for_1_to_300_clips(run, onnx_path):
         }
         want = signature(**{k: tf.constant(v) for k, v in case.items()})
         got = onnx_export.run(session, case)
-        for key in saved_model.RANKED_OUTPUTS:
+        for key in serving.RANKED_OUTPUTS:
             np.testing.assert_allclose(
                 got[key], want[key].numpy(), atol=1e-4, err_msg=f"T={num_clips} {key}"
             )

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import saved_model
+from export import serving
 from tests import export_testing
 from vlanet_tf.data import pipeline
-from vlanet_tf.inference import rank_example
+from vlanet_tf.ranking import rank as rank_example
 from vlanet_tf.model import INPUT_KEYS
-from vlanet_tf.training import load_trained_model
+from vlanet_tf.run_dir import RunDir
 
 F = 8  # data_testing.FEATURE_DIM
 
@@ -45,31 +45,31 @@ def _inputs(query, features, length=None, duration=None):
 
 
 def test_version_folders_are_integers_and_written_atomically(run, tmp_path):
-    info = saved_model.read_export_info(str(run.saved_model))
+    info = serving.read_export_info(str(run.saved_model))
     assert run.saved_model.name == "1"
-    assert info["top_k"] == saved_model.DEFAULT_TOP_K and info["feature_dim"] == F
+    assert info["top_k"] == serving.DEFAULT_TOP_K and info["feature_dim"] == F
     assert info["weights"].endswith("best.weights.h5")
-    vocab = Path(saved_model.vocabulary_path(str(run.saved_model))).read_text()
+    vocab = Path(serving.vocabulary_path(str(run.saved_model))).read_text()
     assert vocab == (run.data_dir / "vocab.txt").read_text()
 
     base = tmp_path / "serve"
     (base / "3").mkdir(parents=True)
     (base / "not_a_version").mkdir()
-    assert saved_model.next_version(str(base)) == 4
-    path = saved_model.export_run(str(run.model_dir), str(base), checkpoint="last", top_k=2)
+    assert serving.next_version(str(base)) == 4
+    path = serving.export_run(str(run.model_dir), str(base), checkpoint="last", top_k=2)
     assert path == str(base / "4")
     assert sorted(os.listdir(base)) == ["3", "4", "not_a_version"]  # no staging left
-    assert saved_model.read_export_info(path)["weights"].endswith(".weights.h5")
-    assert "checkpoints" in saved_model.read_export_info(path)["weights"]
+    assert serving.read_export_info(path)["weights"].endswith(".weights.h5")
+    assert "checkpoints" in serving.read_export_info(path)["weights"]
     with pytest.raises(ValueError, match="already exists"):
-        saved_model.export_run(str(run.model_dir), str(base), version=4)
+        serving.export_run(str(run.model_dir), str(base), version=4)
     with pytest.raises(ValueError, match="does not exist"):
-        saved_model.export_run(str(run.model_dir), str(base), checkpoint=str(tmp_path / "x.h5"))
+        serving.export_run(str(run.model_dir), str(base), checkpoint=str(tmp_path / "x.h5"))
 
 
 def test_fresh_process_without_the_project_gives_the_keras_outputs(run, tmp_path):
     batch = next(iter(pipeline.make_dataset(str(run.data_dir), "test", 4, training=False)))
-    network = load_trained_model(str(run.model_dir)).network
+    network = RunDir(str(run.model_dir)).load_model().network
     keras_out = {k: v.numpy() for k, v in network({k: batch[k] for k in INPUT_KEYS}).items()}
     ranked = [
         rank_example(keras_out["scores"][i], keras_out["moments"][i], keras_out["valid"][i], 5)
@@ -194,7 +194,7 @@ def test_example_signature_equals_serving_default_on_padded_videos(loaded):
             [6.5, 21.0],
         )
     )
-    for key in saved_model.RANKED_OUTPUTS:
+    for key in serving.RANKED_OUTPUTS:
         np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="feature_dim must be 8"):
         loaded.signatures["serve_examples"](
@@ -212,8 +212,8 @@ def test_fewer_valid_moments_than_k_are_padded_as_documented(loaded):
         **_inputs(["a person opens the door"], export_testing.random_video(1, F)[None], [1], [0.2])
     )
     assert out["num_moments"].numpy().tolist() == [1]
-    assert out["scores"].numpy()[0, 0] > saved_model.PADDED_SCORE
-    np.testing.assert_array_equal(out["scores"].numpy()[0, 1:], saved_model.PADDED_SCORE)
+    assert out["scores"].numpy()[0, 0] > serving.PADDED_SCORE
+    np.testing.assert_array_equal(out["scores"].numpy()[0, 1:], serving.PADDED_SCORE)
     np.testing.assert_array_equal(out["moments"].numpy()[0, 1:], 0.0)
     np.testing.assert_allclose(out["moments"].numpy()[0, 0], [0.0, 0.2], atol=1e-6)
 
@@ -225,7 +225,7 @@ def test_unknown_words_are_served_as_unk_tokens(loaded):
         query_tokens=tf.constant([[1, 1, 1]]),
         **{k: v for k, v in _inputs(["x"], video).items() if k != "query"},
     )
-    for key in saved_model.RANKED_OUTPUTS:
+    for key in serving.RANKED_OUTPUTS:
         np.testing.assert_array_equal(by_text[key].numpy(), by_ids[key].numpy())
     assert by_text["num_moments"].numpy()[0] > 0
 

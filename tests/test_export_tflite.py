@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import saved_model, tflite
+from export import serving, tflite
 from tests import export_testing
 
 pytest.importorskip("ai_edge_litert")
@@ -23,7 +23,7 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ranker(run):
     model = tflite.convert(str(run.saved_model))
-    return tflite.TFLiteRanker(model, saved_model.vocabulary_path(str(run.saved_model)))
+    return tflite.TFLiteRanker(model, serving.vocabulary_path(str(run.saved_model)))
 
 
 def _case(num_clips: int) -> dict[str, np.ndarray]:
@@ -41,8 +41,8 @@ def test_tflite_matches_the_saved_model_for_1_to_300_clips(run, ranker):
         case = _case(num_clips)
         want = signature(**{k: tf.constant(v) for k, v in case.items()})
         got = ranker(**case)
-        assert sorted(got) == sorted(saved_model.RANKED_OUTPUTS)
-        for key in saved_model.RANKED_OUTPUTS:
+        assert sorted(got) == sorted(serving.RANKED_OUTPUTS)
+        for key in serving.RANKED_OUTPUTS:
             np.testing.assert_allclose(
                 got[key], want[key].numpy(), atol=1e-4, err_msg=f"T={num_clips} {key}"
             )
@@ -89,8 +89,8 @@ def test_banded_video_self_attention_converts_to_builtins(tmp_path):
             vocab_size=20, word_dim=4, hidden_dim=16, feature_dim=F, video_self_attention_window=3
         )
     )
-    path = saved_model.save(
-        saved_model.VLANetServing(network, str(vocab_path)), str(tmp_path / "serve")
+    path = serving.save(
+        serving.VLANetServing(network, str(vocab_path)), str(tmp_path / "serve")
     )
     ranker = tflite.TFLiteRanker(tflite.convert(path), str(vocab_path))
     signature = tf.saved_model.load(path).signatures["serve_tokens_single"]
@@ -98,7 +98,7 @@ def test_banded_video_self_attention_converts_to_builtins(tmp_path):
         case = _case(num_clips)
         want = signature(**{k: tf.constant(v) for k, v in case.items()})
         got = ranker(**case)
-        for key in saved_model.RANKED_OUTPUTS:
+        for key in serving.RANKED_OUTPUTS:
             np.testing.assert_allclose(
                 got[key], want[key].numpy(), atol=1e-4, err_msg=f"T={num_clips} {key}"
             )

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from vlanet_tf.config import ModelConfig
-from vlanet_tf.inference import rank_example
+from vlanet_tf.ranking import rank as rank_example
 from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT
 from vlanet_tf.losses import margin_hinge, select_negatives
 from vlanet_tf.model import INPUT_KEYS, VLANet, build_vlanet

@@ -1,7 +1,8 @@
 """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 train like one machine.
 
 Each worker is `python -m vlanet_tf.train --strategy=multi_worker` in a subprocess with
-its own TF_CONFIG, and dumps its final weights through the `FINAL_WEIGHTS_ENV` hook.
+its own TF_CONFIG, and dumps its final weights through an injected callback
+(`training_testing.DumpFinalWeights`, via `python -m tests.hooked_train`).
 The reference is the same loop in one process under a MirroredStrategy over two
 logical CPU devices with one input pipeline per replica: replica i then reads exactly
 the batches worker i reads (the train split is one shard, so pipeline i keeps records
@@ -28,7 +29,8 @@ import pytest
 import tensorflow as tf
 
 from tests import data_testing, training_testing
-from vlanet_tf import custom_loop, training
+from vlanet_tf import custom_loop, strategy
+from vlanet_tf.run_dir import RunDir
 
 EPOCHS = 2
 STEPS = 2
@@ -68,23 +70,17 @@ def start_workers(
         env = data_testing.env_with_repo_on_path()
         task = {"type": "worker", "index": index}
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
-        env[custom_loop.FINAL_WEIGHTS_ENV] = os.path.join(model_dir, "final")
-        env.pop(training.KILL_AFTER_STEPS_ENV, None)
-        if kill_after_steps and index in kill_after_steps:
-            env[training.KILL_AFTER_STEPS_ENV] = str(kill_after_steps[index])
         with open(f"{log_prefix}-{index}.log", "w") as log:
             workers.append(
-                subprocess.Popen(
+                training_testing.run_hooked_train(
                     [
-                        sys.executable,
-                        "-m",
-                        "vlanet_tf.train",
                         f"--data_dir={data_dir}",
                         f"--model_dir={model_dir}",
                         "--strategy=multi_worker",
                         *RUN_FLAGS,
                     ],
-                    cwd=training_testing.REPO,
+                    kill_after_steps=(kill_after_steps or {}).get(index),
+                    final_weights_dir=os.path.join(model_dir, "final"),
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -117,21 +113,23 @@ def final_weights(model_dir: str, index: int) -> dict[str, np.ndarray]:
 
 
 def train_reference(argv: Sequence[str]) -> None:
-    """The one-process reference run (see the module docstring); argv: train flags."""
+    """The one-process reference run (see the module docstring); argv: train flags,
+    then the directory for its final weights."""
     from absl import flags
 
     from vlanet_tf import flags as vflags
 
     vflags.define_all_flags()
-    flags.FLAGS(["reference", *argv])
-    training.configure_cpu_devices(2)
+    flags.FLAGS(["reference", *argv[:-1]])
+    strategy.configure_cpu_devices(2)
     run_config = vflags.run_config_from_flags(flags.FLAGS)
     run_config.verbose = 0
-    custom_loop.run_experiment(
+    custom_loop.train(
         vflags.model_config_from_flags(flags.FLAGS),
         vflags.train_config_from_flags(flags.FLAGS),
         run_config,
-        training.build_strategy("mirrored"),
+        strategy.build_strategy("mirrored"),
+        callbacks=[training_testing.DumpFinalWeights(argv[-1])],
         per_replica_pipelines=True,
     )
 
@@ -162,7 +160,6 @@ class MultiWorkerTest(tf.test.TestCase):
         log = str(self.root / "two_workers")
         workers = start_workers(self.data_dir, model_dir, log)
         env = data_testing.env_with_repo_on_path()
-        env[custom_loop.FINAL_WEIGHTS_ENV] = os.path.join(reference_dir, "final")
         reference = subprocess.run(
             [
                 sys.executable,
@@ -172,6 +169,7 @@ class MultiWorkerTest(tf.test.TestCase):
                 f"--data_dir={self.data_dir}",
                 f"--model_dir={reference_dir}",
                 *RUN_FLAGS,
+                os.path.join(reference_dir, "final"),
             ],
             cwd=training_testing.REPO,
             env=env,
@@ -192,17 +190,18 @@ class MultiWorkerTest(tf.test.TestCase):
         # The chief alone wrote what a single-machine run writes.
         names = sorted(os.listdir(os.path.join(model_dir, "checkpoints")))
         self.assertEqual(names, [f"epoch-{e:03d}.weights.h5" for e in range(1, EPOCHS + 1)])
-        for name in (training.BEST_WEIGHTS, training.BEST_JSON, training.SIMILARITY_CURVE):
-            self.assertTrue(os.path.isfile(os.path.join(model_dir, name)), name)
+        run_dir = RunDir(model_dir)
+        for path in (run_dir.best_weights_path, run_dir.best_json_path, run_dir.similarity_curve_path):
+            self.assertTrue(os.path.isfile(path), path)
         self.assertTrue(os.listdir(os.path.join(model_dir, "tensorboard", "train")))
         # The chief's checkpoint to resume from; the other worker's copy is deleted.
-        backup = sorted(os.listdir(os.path.join(model_dir, training.BACKUP_DIR)))
+        backup = sorted(os.listdir(run_dir.backup_dir))
         self.assertEqual(
             backup,
             ["checkpoint", f"ckpt-{EPOCHS}.data-00000-of-00001", f"ckpt-{EPOCHS}.index"],
         )
-        history = training.read_history(os.path.join(model_dir, training.HISTORY_CSV))
-        expected = training.read_history(os.path.join(reference_dir, training.HISTORY_CSV))
+        history = run_dir.read_history()
+        expected = RunDir(reference_dir).read_history()
         self.assertLen(history, EPOCHS)
         for row, want in zip(history, expected):
             for key in ("loss", "pos_sim", "neg_sim", "val_R1@0.5"):
@@ -219,7 +218,7 @@ class MultiWorkerTest(tf.test.TestCase):
         # Worker 0 now waits in a collective op for a peer that is gone.
         code = wait_all(workers[:1], timeout=5)[0]
         self.assertNotEqual(code, 0)
-        history = training.read_history(os.path.join(model_dir, training.HISTORY_CSV))
+        history = RunDir(model_dir).read_history()
         self.assertLen(history, 1)
         written = os.path.join(model_dir, "checkpoints", "epoch-001.weights.h5")
         first_write = os.path.getmtime(written)
@@ -237,7 +236,7 @@ class MultiWorkerTest(tf.test.TestCase):
         self.assertEqual(int(chief["iterations"]), EPOCHS * STEPS)
         self.assertEqual(int(chief["epoch"]), EPOCHS)
         self.assertSameWeights(chief, other, atol=0)
-        history = training.read_history(os.path.join(model_dir, training.HISTORY_CSV))
+        history = RunDir(model_dir).read_history()
         self.assertEqual([int(r["epoch"]) for r in history], list(range(EPOCHS)))
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tests import training_testing
 from vlanet_tf import training
-from vlanet_tf.config import TrainConfig, load_json
-from tests import data_testing, training_testing
+from vlanet_tf.run_dir import RunDir
 
 EPOCHS = 3
 STEPS = 2  # Per epoch.
@@ -30,10 +30,8 @@ class ResumeTest(tf.test.TestCase):
                 f"--steps_per_epoch={STEPS}",
                 *training_testing.TINY_FLAGS,
             ]
-            env = data_testing.env_with_repo_on_path()
             # Killed one step into the second epoch.
-            env[training.KILL_AFTER_STEPS_ENV] = str(STEPS + 1)
-            killed = training_testing.run_train(args, env)
+            killed = training_testing.run_hooked_train(args, kill_after_steps=STEPS + 1)
             self.assertEqual(killed.returncode, -signal.SIGKILL, killed.stderr[-3000:])
             checkpoints = os.path.join(model_dir, "checkpoints")
             self.assertEqual(os.listdir(checkpoints), ["epoch-001.weights.h5"])
@@ -49,14 +47,12 @@ class ResumeTest(tf.test.TestCase):
                 sorted(os.listdir(checkpoints)),
                 [f"epoch-{e:03d}.weights.h5" for e in range(1, EPOCHS + 1)],
             )
-            history = training.read_history(os.path.join(model_dir, training.HISTORY_CSV))
+            run_dir = RunDir(model_dir)
+            history = run_dir.read_history()
             self.assertEqual([int(r["epoch"]) for r in history], list(range(EPOCHS)))
             # The optimizer state came back too: the step count went on from 2, not 0.
-            model = training.load_trained_model(model_dir, "last")
-            config = load_json(os.path.join(model_dir, training.CONFIG_FILE))
-            model.compile(
-                optimizer=training.build_optimizer(TrainConfig.from_dict(config["train"]))
-            )
+            model = run_dir.load_model("last")
+            model.compile(optimizer=training.build_optimizer(run_dir.load_options().train))
             model.optimizer.build(model.trainable_variables)
             model.load_weights(os.path.join(model_dir, "backup", "latest.weights.h5"))
             self.assertEqual(int(model.optimizer.iterations.numpy()), EPOCHS * STEPS)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import client, saved_model
+from export import client, serving as serving_lib
 from tests import export_testing
-from vlanet_tf import training
+from vlanet_tf.evaluation import ground_truth, predictions, scoring
 from vlanet_tf.data import pipeline, schema
-from vlanet_tf.predict import batch_inputs, ranked_moments
+from vlanet_tf.serving_io import batch_inputs, ranked_moments
 
 F = 8
 
@@ -58,10 +58,10 @@ def test_rest_instances_json_is_answered_by_the_signature(serving):
     assert request["instances"][0]["video_length"] == 11
     assert len(request["instances"][0]["video_features"]) == 25  # padded to common T
     answer = json.loads(json.dumps(client.serve_rest(serving, request)))
-    assert sorted(answer["predictions"][0]) == sorted(saved_model.RANKED_OUTPUTS)
+    assert sorted(answer["predictions"][0]) == sorted(serving_lib.RANKED_OUTPUTS)
     got = client.parse_rest_response(answer)
     want = _direct(serving, inputs)
-    for key in saved_model.RANKED_OUTPUTS:
+    for key in serving_lib.RANKED_OUTPUTS:
         np.testing.assert_allclose(got[key], want[key], atol=1e-6)
 
 
@@ -71,10 +71,10 @@ def test_rest_inputs_json_is_answered_by_the_signature(serving):
     assert request["inputs"]["query"] == QUERIES
     assert request["inputs"]["duration"] == [8.0, 17.5]
     answer = json.loads(json.dumps(client.serve_rest(serving, request)))
-    assert sorted(answer["outputs"]) == sorted(saved_model.RANKED_OUTPUTS)
+    assert sorted(answer["outputs"]) == sorted(serving_lib.RANKED_OUTPUTS)
     got = client.parse_rest_response(answer)
     want = _direct(serving, inputs)
-    for key in saved_model.RANKED_OUTPUTS:
+    for key in serving_lib.RANKED_OUTPUTS:
         np.testing.assert_allclose(got[key], want[key], atol=1e-6)
 
 
@@ -177,7 +177,7 @@ def test_grpc_predict_request_through_a_stand_in_prediction_service(serving):
     finally:
         server.stop(None)
     want = _direct(serving, inputs)
-    for key in saved_model.RANKED_OUTPUTS:
+    for key in serving_lib.RANKED_OUTPUTS:
         np.testing.assert_allclose(got[key], want[key], atol=1e-6)
 
 
@@ -196,12 +196,12 @@ def test_served_r1_at_05_equals_the_evaluate_cli(run, serving, tmp_path):
             records.append(
                 {
                     "query_id": query_id.decode(),
+                    "video_id": video["video_id"].numpy().decode(),
                     "moments": ranked_moments(out, i),
-                    "ground_truth": video["moments"][i].numpy().tolist(),
-                    "duration": duration,
                 }
             )
-    served = training.score_predictions("charades_sta", records)
+    dataset, queries = ground_truth.from_shards(str(run.data_dir), "test")
+    served = scoring.score(dataset, queries, predictions.from_records(records, queries, "served"))
 
     metrics_path = tmp_path / "metrics.json"
     result = export_testing.run_module(

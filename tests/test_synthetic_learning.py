@@ -15,9 +15,10 @@ import tensorflow as tf
 
 from data_prep import build as build_lib
 from data_prep import synthesize
-from vlanet_tf import training
-from vlanet_tf.config import ModelConfig, TrainConfig
-from vlanet_tf.flags import read_data_properties
+from vlanet_tf import experiment
+from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
+from vlanet_tf.data import prepared
+from vlanet_tf.evaluation import baselines, ground_truth
 
 NUM_VIDEOS = 300
 NUM_TEST_VIDEOS = 60
@@ -55,7 +56,7 @@ class SyntheticLearningTest(tf.test.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.root = Path(cls.tmp.name)
         cls.data_dir = make_synthetic(cls.root)
-        properties = read_data_properties(cls.data_dir)
+        properties = prepared.data_properties(cls.data_dir)
         cls.model_config = ModelConfig(
             vocab_size=properties["vocab_size"],
             word_dim=properties["word_dim"],
@@ -63,7 +64,10 @@ class SyntheticLearningTest(tf.test.TestCase):
             hidden_dim=64,
         )
         cls.train_config = TrainConfig(batch_size=32, epochs=5, learning_rate=0.003)
-        cls.random = training.random_baseline(cls.data_dir, "test", cls.model_config)
+        dataset, queries = ground_truth.from_shards(cls.data_dir, "test")
+        cls.random, _ = baselines.evaluate_baseline(
+            "random", dataset, queries, cls.model_config.geometry
+        )
         cls.full_metrics = None
 
     @classmethod
@@ -72,13 +76,13 @@ class SyntheticLearningTest(tf.test.TestCase):
         super().tearDownClass()
 
     def train(self, name: str, model_config: ModelConfig) -> dict:
-        run_config = training.RunConfig(
+        run_config = RunConfig(
             data_dir=self.data_dir,
             model_dir=str(self.root / name),
             deterministic=True,
             verbose=0,
         )
-        return training.train_and_evaluate(model_config, self.train_config, run_config)
+        return experiment.train_and_evaluate(model_config, self.train_config, run_config)
 
     def report(self, rows: dict[str, dict]) -> None:
         print("\nsynthetic test split, R1@0.5 / R1@0.7 / R5@0.5:")

@@ -1,22 +1,29 @@
-"""run_experiment on a tiny dataset: what a run leaves in model_dir."""
+"""run_experiment on a tiny dataset: what a run leaves in model_dir, and how evaluate,
+export and predict reload it."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from vlanet_tf import training
-from vlanet_tf.config import ModelConfig, TrainConfig, load_json
-from vlanet_tf.flags import read_data_properties
+from tests import data_testing, training_testing
+from vlanet_tf import experiment, files, training, validation
+from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
+from vlanet_tf.data import prepared
 from vlanet_tf.model import INPUT_KEYS
-from tests import training_testing
+from vlanet_tf.run_dir import RunDir
 
 EPOCHS = 2
+STRIDE_FRAMES = 16
+MAX_QUERY_LENGTH = 3
 
 
 def event_tags(directory: str) -> set[str]:
@@ -35,21 +42,26 @@ class RunExperimentTest(tf.test.TestCase):
         root = Path(cls.tmp.name)
         cls.data_dir = str(training_testing.make_data_dir(root))
         cls.model_dir = str(root / "model")
-        properties = read_data_properties(cls.data_dir)
+        properties = prepared.data_properties(cls.data_dir)
+        # A non-default stride and query length: evaluate, export and predict must take
+        # them from the run directory without being told again.
         cls.model_config = ModelConfig(
             vocab_size=properties["vocab_size"],
             word_dim=properties["word_dim"],
             feature_dim=properties["feature_dim"],
             hidden_dim=8,
+            stride_frames=STRIDE_FRAMES,
         )
         cls.train_config = TrainConfig(batch_size=8, epochs=EPOCHS, learning_rate=0.01)
-        cls.run_config = training.RunConfig(
-            data_dir=cls.data_dir, model_dir=cls.model_dir, verbose=0
+        cls.run_config = RunConfig(
+            data_dir=cls.data_dir,
+            model_dir=cls.model_dir,
+            verbose=0,
+            max_query_length=MAX_QUERY_LENGTH,
         )
-        training.save_run_config(
-            cls.model_dir, cls.model_config, cls.train_config, cls.run_config, {"x": 1}
-        )
-        cls.result = training.run_experiment(
+        cls.run_dir = RunDir(cls.model_dir)
+        cls.run_dir.save_options(cls.model_config, cls.train_config, cls.run_config, {"x": 1})
+        cls.result = experiment.run_experiment(
             cls.model_config, cls.train_config, cls.run_config
         )
 
@@ -59,17 +71,19 @@ class RunExperimentTest(tf.test.TestCase):
         super().tearDownClass()
 
     def test_config_json_holds_the_run(self):
-        config = load_json(os.path.join(self.model_dir, training.CONFIG_FILE))
-        self.assertEqual(ModelConfig.from_dict(config["model"]), self.model_config)
-        self.assertEqual(TrainConfig.from_dict(config["train"]), self.train_config)
-        self.assertEqual(config["data_dir"], self.data_dir)
-        self.assertEqual(config["flags"], {"x": 1})
+        options = self.run_dir.load_options()
+        self.assertEqual(options.model, self.model_config)
+        self.assertEqual(options.train, self.train_config)
+        self.assertEqual(options.run, self.run_config)
+        self.assertEqual(options.flags, {"x": 1})
+        overridden = self.run_dir.load_options(data_dir="elsewhere", max_query_length=9)
+        self.assertEqual((overridden.run.data_dir, overridden.run.max_query_length), ("elsewhere", 9))
 
     def test_a_checkpoint_per_epoch_and_the_best_one(self):
         names = sorted(os.listdir(os.path.join(self.model_dir, "checkpoints")))
         self.assertEqual(names, [f"epoch-{e:03d}.weights.h5" for e in range(1, EPOCHS + 1)])
-        self.assertTrue(os.path.isfile(os.path.join(self.model_dir, training.BEST_WEIGHTS)))
-        best = load_json(os.path.join(self.model_dir, training.BEST_JSON))
+        self.assertTrue(os.path.isfile(self.run_dir.best_weights_path))
+        best = self.run_dir.read_best()
         self.assertEqual(best["metric"], "R1@0.5")
         self.assertBetween(best["epoch"], 1, EPOCHS)
         history = self.result["history"]
@@ -84,9 +98,14 @@ class RunExperimentTest(tf.test.TestCase):
             for key in ("loss", "pos_sim", "neg_sim", "pos_beats_neg", "val_R1@0.5"):
                 self.assertIn(key, row)
                 self.assertTrue(np.isfinite(row[key]), key)
-        for name in (training.SIMILARITY_CURVE, training.ATTENTION_PNG):
-            with open(os.path.join(self.model_dir, name), "rb") as f:
-                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", name)
+        # The similarity curve is a 5 x 3.5 in figure at 100 dpi; the attention map has a
+        # row per valid surrogate. Both must be drawn pictures, not blank canvases.
+        curve = tf.image.decode_png(open(self.run_dir.similarity_curve_path, "rb").read())
+        self.assertEqual(curve.shape[:2], (350, 500))
+        attention = tf.image.decode_png(open(self.run_dir.attention_map_path, "rb").read())
+        for name, image in (("curve", curve), ("attention", attention)):
+            pixels = image.numpy().reshape(-1, image.shape[-1])
+            self.assertGreater(len(np.unique(pixels, axis=0)), 20, name)
 
     def test_tensorboard_tags(self):
         log_dir = os.path.join(self.model_dir, "tensorboard")
@@ -99,9 +118,9 @@ class RunExperimentTest(tf.test.TestCase):
         self.assertIn("attention_map", val_tags)
 
     def test_best_checkpoint_reloads_for_ranking(self):
-        restored = training.load_trained_model(self.model_dir)
+        restored = self.run_dir.load_model()
         trained = self.result["model"]
-        trained.load_weights(os.path.join(self.model_dir, training.BEST_WEIGHTS))
+        trained.load_weights(self.run_dir.best_weights_path)
         from vlanet_tf.data import pipeline
 
         batch = next(iter(pipeline.make_dataset(self.data_dir, "test", 4, training=False)))
@@ -109,15 +128,85 @@ class RunExperimentTest(tf.test.TestCase):
         self.assertAllClose(
             restored(inputs)["similarity"], trained(inputs)["similarity"], atol=1e-6
         )
-        metrics = training.evaluate_split(restored, self.data_dir, "test", "charades_sta")
+        metrics, _, _, _ = validation.evaluate_split(restored, self.data_dir, "test")
         self.assertSetEqual(
             set(metrics), {"R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7"}
         )
 
     def test_rerunning_a_finished_run_trains_no_more(self):
-        result = training.run_experiment(self.model_config, self.train_config, self.run_config)
+        result = experiment.run_experiment(self.model_config, self.train_config, self.run_config)
         self.assertLen(result["history"], EPOCHS)
         self.assertLen(os.listdir(os.path.join(self.model_dir, "checkpoints")), EPOCHS)
+
+
+    def _main(self, module: str, *args: str) -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=training_testing.REPO,
+            env=data_testing.env_with_repo_on_path(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+        return run
+
+    def test_validation_metrics_equal_the_evaluator_on_that_epochs_checkpoint(self):
+        history = self.result["history"]
+        for epoch in range(1, EPOCHS + 1):
+            output = os.path.join(self.model_dir, f"evaluate-epoch-{epoch}.json")
+            self._main(
+                "vlanet_tf.evaluate",
+                f"--model_dir={self.model_dir}",
+                "--split=val",
+                f"--checkpoint={self.run_dir.checkpoint_path(epoch)}",
+                f"--output={output}",
+            )
+            reported = files.read_json(output)
+            recorded = {k[len("val_"):]: v for k, v in history[epoch - 1].items() if k.startswith("val_")}
+            self.assertEqual(recorded, reported, f"epoch {epoch}")
+            # The epoch's predictions file scores to the same numbers too.
+            scored = self._main(
+                "vlanet_tf.evaluate",
+                f"--predictions={self.run_dir.predictions_path('val', epoch)}",
+                f"--data_dir={self.data_dir}",
+                "--split=val",
+                f"--output={output}",
+            )
+            self.assertEqual(files.read_json(output), reported, scored.stdout)
+
+    def test_evaluate_export_and_predict_reload_the_runs_options(self):
+        # Evaluate with nothing but the run: the model must see queries cut to 3 tokens
+        # (an in-process ranking without the cut differs on this data) and stride 16.
+        output = os.path.join(self.model_dir, "reloaded.json")
+        self._main("vlanet_tf.evaluate", f"--model_dir={self.model_dir}", f"--output={output}")
+        model = self.run_dir.load_model()
+        expected, _, _, _ = validation.evaluate_split(
+            model, self.data_dir, "test", max_query_length=MAX_QUERY_LENGTH
+        )
+        self.assertEqual(files.read_json(output), expected)
+        export_base = os.path.join(self.model_dir, "exports")
+        exported = self._main(
+            "export.saved_model", f"--model_dir={self.model_dir}", f"--export_base={export_base}"
+        ).stdout.strip().splitlines()[-1]
+        info = json.load(open(os.path.join(exported, "assets.extra", "vlanet_export.json")))
+        self.assertEqual(info["max_query_length"], MAX_QUERY_LENGTH)
+        features = os.path.join(self.model_dir, "video.npy")
+        np.save(features, np.random.default_rng(0).normal(size=(40, self.model_config.feature_dim)).astype("float32"))
+        answer = self._main(
+            "vlanet_tf.predict",
+            f"--saved_model={exported}",
+            f"--features={features}",
+            "--duration=20",
+            "--query=a b c d e f",
+            "--top_k=5",
+            "--json",
+        )
+        moments = np.asarray(json.loads(answer.stdout.strip().splitlines()[-1])["moments"])
+        # Surrogates start on the run's grid: multiples of 16 frames at 24 fps.
+        grid = moments[:, 0] / (STRIDE_FRAMES / 24.0)
+        np.testing.assert_allclose(grid, np.round(grid), atol=1e-4)
+        self.assertFalse(np.allclose(grid / 2, np.round(grid / 2)), "looks like stride 32")
 
 
 class OptimizerTest(tf.test.TestCase):
@@ -136,7 +225,7 @@ class OptimizerTest(tf.test.TestCase):
 
     def test_unknown_strategy_is_rejected(self):
         with self.assertRaisesRegex(ValueError, "got 'tpu'"):
-            training.RunConfig(data_dir="d", model_dir="m", strategy="tpu")
+            RunConfig(data_dir="d", model_dir="m", strategy="tpu")
 
 
 if __name__ == "__main__":

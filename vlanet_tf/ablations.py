@@ -94,10 +94,10 @@ def define_ablation_flags() -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
-    from vlanet_tf import training
-    from vlanet_tf.data import pipeline
+    from vlanet_tf import experiment, strategy
+    from vlanet_tf.data import prepared
 
-    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    strategy.configure_cpu_devices(FLAGS.num_cpu_devices)
     base = vflags.model_config_from_flags(FLAGS)
     train_config = vflags.train_config_from_flags(FLAGS)
     if FLAGS.quick:
@@ -113,13 +113,13 @@ def main(argv: Sequence[str]) -> None:
                 f"{[v.name for v in variants]}"
             )
         variants = [v for v in variants if v.name in FLAGS.variants]
-    dataset = pipeline.load_manifest(FLAGS.data_dir)["dataset"]
+    dataset = prepared.load_manifest(FLAGS.data_dir)["dataset"]
     columns = DIDEMO_COLUMNS if dataset == "didemo" else CHARADES_COLUMNS
 
     rows = []
     for variant in variants:
         print(f"=== {variant.label} ({variant.name})", flush=True)
-        summary = training.train_and_evaluate(
+        summary = experiment.train_and_evaluate(
             dataclasses.replace(base, **variant.overrides),
             train_config,
             dataclasses.replace(run_config, model_dir=os.path.join(ablation_dir, variant.name)),

@@ -6,8 +6,8 @@ computation as `fit`: each replica calls `VLANet.train_step` (the loss of eq. 14
 gradients and `optimizer.apply`, which all-reduces the gradients), and the step's
 metrics are averaged over replicas as `fit` does.
 
-Every worker runs the same command. The run leaves in model_dir what
-`training.run_experiment` leaves, written by the chief only (worker 0 unless the
+Every worker runs the same command. The run leaves in model_dir what `training.fit`
+leaves (`vlanet_tf.run_dir`), written by the chief only (worker 0 unless the
 cluster names a chief): checkpoints/epoch-NNN.weights.h5, best.weights.h5, best.json,
 history.csv, the pictures and tensorboard/ (config.json comes from the train main,
 the same on every worker). The state to resume from is a `tf.train.Checkpoint`
@@ -28,20 +28,14 @@ so each worker reads its part of the data and its replicas take batches from it.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from vlanet_tf import training
-from vlanet_tf.config import ModelConfig, TrainConfig
+from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
 from vlanet_tf.model import VLANet
-from vlanet_tf.training import RunConfig
-
-# Test hook: every worker writes its final weights (and its optimizer step and epoch)
-# to <this directory>/<task_name>.npz (e.g. worker-1.npz), so replicas can be compared.
-FINAL_WEIGHTS_ENV = "VLANET_TRAIN_FINAL_WEIGHTS"
 
 
 def task_name(strategy: tf.distribute.Strategy) -> str:
@@ -147,51 +141,36 @@ class TrainState:
         tf.io.gfile.rmtree(self.write_directory)
 
 
-def dump_final_weights(model: VLANet, strategy: tf.distribute.Strategy, epoch: int) -> None:
-    """The `FINAL_WEIGHTS_ENV` test hook (see there)."""
-    directory = os.environ.get(FINAL_WEIGHTS_ENV)
-    if not directory:
-        return
-    os.makedirs(directory, exist_ok=True)
-    arrays = {f"weights/{w.path}": np.asarray(w.numpy()) for w in model.weights}
-    arrays["iterations"] = np.asarray(int(model.optimizer.iterations.numpy()))
-    arrays["epoch"] = np.asarray(epoch)
-    np.savez(os.path.join(directory, f"{task_name(strategy)}.npz"), **arrays)
-
-
-def run_experiment(
+def train(
     model_config: ModelConfig,
     train_config: TrainConfig,
     run_config: RunConfig,
-    strategy: tf.distribute.Strategy | None = None,
+    strategy: tf.distribute.Strategy,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
     per_replica_pipelines: bool = False,
 ) -> dict[str, Any]:
-    """`training.run_experiment` as a `strategy.run` loop (see the module docstring).
+    """`training.fit` as a `strategy.run` loop (see the module docstring).
 
     Args:
-      model_config, train_config, run_config: the run, as for `training.run_experiment`;
+      model_config, train_config, run_config: the run, as for `training.fit`;
         `train_config.batch_size` is the global batch over every replica of every
         worker.
-      strategy: defaults to `build_strategy(run_config.strategy)` (with "multi_worker",
-        a MultiWorkerMirroredStrategy reading TF_CONFIG).
+      strategy: e.g. a MultiWorkerMirroredStrategy reading TF_CONFIG.
+      callbacks: more Keras callbacks, run on every worker after the chief's own.
       per_replica_pipelines: see `distributed_train_dataset`.
 
     Returns:
-      `training.run_experiment`'s result on the chief; on the other workers "history"
-      is empty and "best" None (they do not write model_dir).
+      `training.fit`'s result on the chief; on the other workers "history" is empty
+      and "best" None (they do not write model_dir).
     """
-    # Built first: MultiWorkerMirroredStrategy configures the collective ops, which must
-    # happen before TensorFlow initialises.
-    strategy = strategy or training.build_strategy(run_config.strategy)
     chief = is_chief(strategy)
-    manifest, vocabulary, model = training.prepare_run(
-        model_config, train_config, run_config, strategy
-    )
+    run = training.prepare_run(model_config, train_config, run_config, strategy)
+    model = run.model
     with strategy.scope():
         # Slots exist before the first step, so restoring fills them and the traced
         # step creates no variables.
         model.optimizer.build(model.trainable_variables)
-    state = TrainState(model, os.path.join(run_config.model_dir, training.BACKUP_DIR), strategy)
+    state = TrainState(model, run.run_dir.backup_dir, strategy)
     restored = state.restore()
     initial_epoch = int(state.epoch.numpy())
     if restored and chief:
@@ -201,22 +180,19 @@ def run_experiment(
             flush=True,
         )
 
-    steps = training.steps_per_epoch(manifest, train_config, run_config)
+    steps = training.steps_per_epoch(run.manifest, train_config, run_config)
     iterator = iter(
         distributed_train_dataset(
-            strategy, vocabulary, train_config, run_config, per_replica_pipelines
+            strategy, run.vocabulary, train_config, run_config, per_replica_pipelines
         )
     )
     train_function = make_train_function(strategy, model)
-    # Only the chief writes model_dir; every worker keeps the test hook.
-    callback_list = training.kill_hooks()
+    # Only the chief writes model_dir.
+    callback_list = list(callbacks)
     if chief:
-        callback_list = (
-            training.epoch_callbacks(manifest, vocabulary, train_config, run_config)
-            + callback_list
-        )
+        callback_list = training.run_callbacks(run, train_config, run_config) + callback_list
     verbose = training.fit_verbosity(run_config.verbose) if chief else 0
-    callbacks = keras.callbacks.CallbackList(
+    callback_list = keras.callbacks.CallbackList(
         callback_list,
         add_progbar=verbose != 0,
         model=model,
@@ -225,23 +201,21 @@ def run_experiment(
         steps=steps,
     )
 
-    callbacks.on_train_begin()
+    callback_list.on_train_begin()
     logs: dict[str, float] = {}
     for epoch in range(initial_epoch, train_config.epochs):
         model.reset_metrics()
-        callbacks.on_epoch_begin(epoch)
+        callback_list.on_epoch_begin(epoch)
         for step in range(steps):
-            callbacks.on_train_batch_begin(step)
+            callback_list.on_train_batch_begin(step)
             logs = {k: float(v) for k, v in train_function(iterator).items()}
-            callbacks.on_train_batch_end(step, logs)
+            callback_list.on_train_batch_end(step, logs)
         epoch_logs = dict(logs)
-        callbacks.on_epoch_end(epoch, epoch_logs)
+        callback_list.on_epoch_end(epoch, epoch_logs)
         # After the epoch's files, so that a resumed run never skips them.
         state.save(epoch + 1)
-    callbacks.on_train_end(logs)
-    dump_final_weights(model, strategy, int(state.epoch.numpy()))
+    callback_list.on_train_end(logs)
 
     if not chief:
         return {"history": [], "best": None, "model": model}
-    return training.finish_run(model, run_config.model_dir, train_config.epochs)
-
+    return training.finish_run(model, run.run_dir, train_config.epochs)

@@ -84,24 +84,26 @@ def results_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
-    from vlanet_tf import training
+    from vlanet_tf import experiment, strategy
+    from vlanet_tf.evaluation import baselines, ground_truth
 
     start = time.time()
     prepare_data(FLAGS.raw_dir, FLAGS.data_dir)
-    training.configure_cpu_devices(FLAGS.num_cpu_devices)
+    strategy.configure_cpu_devices(FLAGS.num_cpu_devices)
     model_config = vflags.model_config_from_flags(FLAGS)
     train_config = vflags.train_config_from_flags(FLAGS)
     run_config = vflags.run_config_from_flags(FLAGS)
 
     rows: dict[str, dict[str, Any]] = {}
-    random = training.random_baseline(
-        FLAGS.data_dir, "test", model_config, seeds=FLAGS.random_seeds
+    dataset_name, queries = ground_truth.from_shards(FLAGS.data_dir, "test")
+    random, _ = baselines.evaluate_baseline(
+        "random", dataset_name, queries, model_config.geometry, seeds=FLAGS.random_seeds
     )
     rows[f"Random ({FLAGS.random_seeds} seeds)"] = random
-    full = training.train_and_evaluate(model_config, train_config, run_config)
+    full = experiment.train_and_evaluate(model_config, train_config, run_config)
     rows["VLANet"] = full["metrics"]
     if FLAGS.ablation:
-        ablated = training.train_and_evaluate(
+        ablated = experiment.train_and_evaluate(
             dataclasses.replace(model_config, use_surrogate_selection=False),
             train_config,
             dataclasses.replace(run_config, model_dir=run_config.model_dir + "_no_surrogate"),

@@ -1,9 +1,12 @@
-"""The absl flags shared by every main (train, evaluate, export, ablations).
+"""The absl flags shared by the mains (train, evaluate, export, predict, ablations, demo).
+
+Only `python -m` mains import this module (an import-linter contract checks it): library
+code takes the typed configs the functions below build from parsed flags.
 
 Each `define_*` function is idempotent, so several mains (and tests) can call them in
-any order. A main passes `--flagfile=configs/charades.flags`; flags given after it on
-the command line override the file. Library code never reads these flags: the mains
-turn them into `ModelConfig` / `TrainConfig` / `RunConfig` with the functions below.
+any order. Every main defines all shared flags, so the training flagfile
+(`--flagfile=configs/charades.flags`) parses in each of them; flags given after it on
+the command line override the file.
 
 `vocab_size`, `word_dim` and `feature_dim` are not flags: they are properties of the
 prepared data directory (manifest.json and embeddings.npy), read from `--data_dir`.
@@ -12,18 +15,16 @@ prepared data directory (manifest.json and embeddings.npy), read from `--data_di
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
-import numpy as np
 from absl import flags
 
-from vlanet_tf.config import ModelConfig, TrainConfig
+from vlanet_tf.config import STRATEGIES, ModelConfig, RunConfig, TrainConfig
+from vlanet_tf.data import prepared
+from vlanet_tf.run_dir import RunDir, RunOptions
 
 # ModelConfig fields fixed by the prepared data rather than by a flag.
 DATA_DERIVED_FIELDS = ("vocab_size", "word_dim", "feature_dim")
-STRATEGIES = ("mirrored", "one_device", "multi_worker")
 
 
 def _defined(name: str) -> bool:
@@ -103,7 +104,6 @@ def define_model_flags() -> None:
         d.attention_init_scale,
         "Stddev of the W1, W2 init in units of 1/sqrt(D) (SPEC §5).",
     )
-    flags.DEFINE_float("dropout", d.dropout, "Dropout rate.")
     flags.DEFINE_integer(
         "video_self_attention_window",
         d.video_self_attention_window,
@@ -175,29 +175,6 @@ def define_all_flags() -> None:
     define_train_flags()
 
 
-def read_data_properties(data_dir: str) -> dict[str, Any]:
-    """Data-derived model fields and the dataset name of a prepared data directory."""
-    manifest_path = os.path.join(data_dir, "manifest.json")
-    embeddings_path = os.path.join(data_dir, "embeddings.npy")
-    for path in (manifest_path, embeddings_path):
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"--data_dir={data_dir!r} is not a prepared data directory: "
-                f"expected {os.path.basename(path)} there (python -m data_prep.build)"
-            )
-    with open(manifest_path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    # The embedding matrix fixes vocab_size and word_dim together; mmap reads the
-    # header only.
-    vocab_size, word_dim = np.load(embeddings_path, mmap_mode="r").shape
-    return {
-        "dataset": manifest["dataset"],
-        "vocab_size": int(vocab_size),
-        "word_dim": int(word_dim),
-        "feature_dim": int(manifest["feature_dim"]),
-    }
-
-
 def model_config_from_flags(
     flag_values: flags.FlagValues, data_properties: dict[str, Any] | None = None
 ) -> ModelConfig:
@@ -205,12 +182,12 @@ def model_config_from_flags(
 
     Args:
       flag_values: parsed flags (normally `absl.flags.FLAGS`).
-      data_properties: `read_data_properties(...)`; read from `--data_dir` if None.
+      data_properties: `prepared.data_properties(...)`; read from `--data_dir` if None.
     """
     if data_properties is None:
         if not flag_values.data_dir:
             raise ValueError("--data_dir is required to size the model, got none")
-        data_properties = read_data_properties(flag_values.data_dir)
+        data_properties = prepared.data_properties(flag_values.data_dir)
     proposal_mode = flag_values.proposal_mode
     if proposal_mode is None:
         proposal_mode = "didemo" if data_properties["dataset"] == "didemo" else "sliding"
@@ -243,10 +220,8 @@ def flag_dict(flag_values: flags.FlagValues) -> dict[str, Any]:
     return {name: flag_values[name].value for name in sorted(names)}
 
 
-def run_config_from_flags(flag_values: flags.FlagValues) -> "RunConfig":
+def run_config_from_flags(flag_values: flags.FlagValues) -> RunConfig:
     """RunConfig (where and how the run executes) from the data and train flags."""
-    from vlanet_tf.training import RunConfig
-
     return RunConfig(
         data_dir=flag_values.data_dir,
         model_dir=flag_values.model_dir,
@@ -256,4 +231,19 @@ def run_config_from_flags(flag_values: flags.FlagValues) -> "RunConfig":
         eval_top_k=flag_values.eval_top_k,
         max_query_length=flag_values.max_query_length,
         attention_example=flag_values.attention_example,
+    )
+
+
+def given(flag_values: flags.FlagValues, name: str) -> Any:
+    """The flag's value when it was given (command line or flagfile), else None."""
+    return flag_values[name].value if flag_values[name].present else None
+
+
+def saved_run_options(flag_values: flags.FlagValues, model_dir: str) -> RunOptions:
+    """A trained run's options from its directory; given --data_dir and
+    --max_query_length override the saved ones. The model flags are not applied: a
+    trained model's structure is the one it was trained with."""
+    return RunDir(model_dir).load_options(
+        data_dir=given(flag_values, "data_dir"),
+        max_query_length=given(flag_values, "max_query_length"),
     )

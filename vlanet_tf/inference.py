@@ -1,4 +1,8 @@
-"""Ranking moments with a trained model (SPEC §7)."""
+"""Running a model over a prepared split: one prediction record per query (SPEC §7).
+
+The records are those of the predictions file (`vlanet_tf.evaluation.predictions`), so
+training-time validation and `python -m vlanet_tf.evaluate` score them with one scorer.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlanet_tf.model import INPUT_KEYS
-
-
-def rank_example(
-    scores: np.ndarray,
-    moments: np.ndarray,
-    valid: np.ndarray,
-    top_k: int | None = 5,
-    nms_threshold: float | None = None,
-) -> list[list[float]]:
-    """Ranked [start, end, score] of one example's valid rows, best first.
-
-    Args:
-        scores: [N] log attention weight of each surrogate (higher is better).
-        moments: [N, 2] seconds.
-        valid: bool [N]; invalid rows are never ranked.
-        top_k: how many to keep (None: all).
-        nms_threshold: temporal NMS IoU threshold; None or <= 0 turns NMS off, the
-            default of the compared methods (SPEC §7).
-    """
-    from vlanet_tf.spans import temporal_nms
-
-    idx = np.flatnonzero(np.asarray(valid, bool))
-    if idx.size == 0:
-        return []
-    s, m = np.asarray(scores)[idx], np.asarray(moments)[idx]
-    keep = temporal_nms(m, s, nms_threshold, top_k)
-    return [[float(m[i, 0]), float(m[i, 1]), float(s[i])] for i in keep]
+from vlanet_tf.ranking import rank
 
 
 # One traced forward function per model, so that ranking the validation split every
@@ -80,7 +58,7 @@ def predict_dataset(
             pred = {
                 "query_id": qid,
                 "video_id": video_ids[i],
-                "moments": rank_example(
+                "moments": rank(
                     out["scores"][i], out["moments"][i], out["valid"][i], top_k, nms_threshold
                 ),
             }

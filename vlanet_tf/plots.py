@@ -1,15 +1,19 @@
-"""The inference timeline picture of SPEC §10.
+"""The pictures of SPEC §10, rendered with matplotlib's Agg canvas (no display).
 
-Proposals coloured by the attention they carry, the top-2 predictions and the ground
-truth, on one time axis in seconds. Rendered with matplotlib's Agg canvas (no display).
+- `render_timeline`: proposals coloured by the attention they carry, the top-2
+  predictions and the ground truth, on one time axis in seconds;
+- `render_attention_map`: one query's attention, surrogates by time × words;
+- `plot_similarity_curve`: mean positive vs negative similarity c per epoch.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from vlanet_tf import files
 
 
 def attention_weights(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -99,6 +103,70 @@ def render_timeline(
     # Keep the two panels' time axes aligned despite the colour bar on the top one.
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=bottom, pad=0.01).remove()
     fig.tight_layout()
+    return figure_png(fig)
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib Figure as PNG bytes, through the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def render_attention_map(
+    attention: np.ndarray,
+    moments: np.ndarray,
+    valid: np.ndarray,
+    words: Sequence[str],
+    title: str = "",
+) -> bytes:
+    """PNG of one query's attention map (SPEC §10): surrogates by time × words.
+
+    Args:
+      attention: [N, M] model output `attention_map` of one example.
+      moments: [N, 2] each surrogate's (start, end) in seconds.
+      valid: bool [N]; invalid surrogates are left out.
+      words: the sentence's tokens (the first M are shown).
+    """
+    from matplotlib.figure import Figure
+
+    rows = np.flatnonzero(np.asarray(valid, bool))
+    rows = rows[np.argsort(moments[rows, 0], kind="stable")]
+    m = min(len(words), attention.shape[1])
+    image = attention[rows][:, :m]
+    fig = Figure(figsize=(max(4.0, 0.6 * m + 2.0), max(3.0, 0.18 * len(rows) + 1.5)))
+    ax = fig.add_subplot(1, 1, 1)
+    shown = ax.imshow(image, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_xticks(range(m))
+    ax.set_xticklabels(words[:m], rotation=45, ha="right")
+    step = max(1, len(rows) // 20)
+    ax.set_yticks(range(0, len(rows), step))
+    ax.set_yticklabels(
+        [f"{moments[r, 0]:.1f}-{moments[r, 1]:.1f}s" for r in rows[::step]], fontsize=7
+    )
+    ax.set_ylabel("surrogate (time)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(shown, ax=ax)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def plot_similarity_curve(history: Sequence[Mapping[str, float]], path: str) -> None:
+    """Writes the paper's figure to `path`: mean positive vs negative c per epoch."""
+    from matplotlib.figure import Figure
+
+    epochs = [int(r["epoch"]) + 1 for r in history]
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(epochs, [r["pos_sim"] for r in history], "o-", label="positive pairs")
+    ax.plot(epochs, [r["neg_sim"] for r in history], "s-", label="negative pairs")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean similarity c (eq. 13)")
+    ax.set_ylim(-1.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    files.write_bytes(path, figure_png(fig))

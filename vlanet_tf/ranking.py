@@ -1,0 +1,79 @@
+"""SPEC §7 ranking: one rule, in NumPy and in the graph.
+
+A surrogate's score is the log of the weight it carries into v_comp (`scores` of the
+model). The ranking holds the valid surrogates only, by descending score; **equal scores
+keep the surrogates' order** (the lower index first). `rank` (NumPy, used by dataset
+inference, the CLIs and the predictions files) and `top_moments` (the graph version of
+the exported SavedModel) both follow this rule — `np.argsort(kind="stable")` and
+`tf.math.top_k` both guarantee it — and a test checks that they give identical
+rankings, ties included. Scores must be finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vlanet_tf import spans
+from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT
+
+# Score of the padding rows of `top_moments` past `num_moments`. Finite, so REST
+# responses stay valid JSON; the masked log weight of the model.
+PADDED_SCORE = MASKED_LOG_WEIGHT
+
+
+def rank(
+    scores: np.ndarray,
+    moments: np.ndarray,
+    valid: np.ndarray,
+    top_k: int | None = 5,
+    nms_threshold: float | None = None,
+) -> list[list[float]]:
+    """Ranked [start, end, score] of one example's valid rows, best first.
+
+    Args:
+      scores: [N] log attention weight of each surrogate (higher is better).
+      moments: [N, 2] seconds.
+      valid: bool [N]; invalid rows are never ranked.
+      top_k: how many to keep (None or 0: all).
+      nms_threshold: temporal NMS IoU threshold; None or <= 0 turns NMS off, the
+        default of the compared methods (SPEC §7).
+    """
+    index = np.flatnonzero(np.asarray(valid, bool))
+    if index.size == 0:
+        return []
+    s, m = np.asarray(scores)[index], np.asarray(moments)[index]
+    keep = spans.temporal_nms(m, s, nms_threshold, top_k or None)
+    return [[float(m[i, 0]), float(m[i, 1]), float(s[i])] for i in keep]
+
+
+def top_moments(
+    scores: tf.Tensor, moments: tf.Tensor, valid: tf.Tensor, k: int
+) -> dict[str, tf.Tensor]:
+    """The k best valid surrogates of each example, best first: `rank` in the graph.
+
+    Args:
+      scores: float [B, N]; moments: float [B, N, 2]; valid: bool [B, N].
+      k: how many to return; N may be smaller (rows are padded).
+
+    Returns:
+      `moments` [B, k, 2], `scores` [B, k], `num_moments` int32 [B] = min(k, valid
+      count). Rows from `num_moments` on hold moment [0, 0] and score PADDED_SCORE.
+    """
+    batch = tf.shape(scores)[0]
+    lowest = tf.constant(-np.inf, scores.dtype)
+    # Invalid rows and k padding columns rank below every valid row; the padding
+    # makes top_k legal when N < k (a video shorter than k groups).
+    candidates = tf.concat(
+        [tf.where(valid, scores, lowest), tf.fill(tf.stack([batch, k]), lowest)], axis=1
+    )
+    windows = tf.concat([moments, tf.zeros(tf.stack([batch, k, 2]), moments.dtype)], axis=1)
+    best, index = tf.math.top_k(candidates, k=k, sorted=True)
+    count = tf.minimum(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1), k)
+    keep = tf.range(k)[None, :] < count[:, None]
+    picked = tf.gather(windows, index, batch_dims=1)
+    return {
+        "moments": tf.where(keep[..., None], picked, tf.zeros_like(picked)),
+        "scores": tf.where(keep, best, tf.constant(PADDED_SCORE, best.dtype)),
+        "num_moments": count,
+    }
