@@ -185,8 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(report.table(result))
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(report.markdown(result, json_path=args.output))
+        report.write_page(result, args.markdown)
     return 0
 
 
