@@ -540,6 +540,11 @@ def render(page: str, result: dict[str, Any]) -> str:
     return _MARKED.sub(body, page)
 
 
+def without_tables(page: str) -> str:
+    """`page` with every marked table emptied: the part written by hand."""
+    return _MARKED.sub(lambda m: m.group(1) + m.group(4), page)
+
+
 def skeleton() -> str:
     """A page with every table and no prose, for a --markdown path that does not exist."""
     parts = ["# Performance", ""]

@@ -41,7 +41,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from typing import Any, Sequence
 
 import numpy as np
