@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small, few-minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (about a minute)")
     parser.add_argument("--output", default="bench.json", help="where the JSON goes")
     parser.add_argument(
         "--markdown", default=None, help="rewrite the tables of this Performance page"
