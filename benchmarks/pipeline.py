@@ -1,10 +1,12 @@
-"""Throughput of the input pipeline (records/s and MB/s).
+"""Throughput of the input pipeline (records/s and MB/s), and over the training step's.
 
     python -m benchmarks.pipeline --data_dir=DIR [--split=train --batch_size=64]
 
 Without --data_dir it synthesizes and builds a small dataset in a temporary folder.
 A record is one (video, sentence) element; MB/s counts the bytes of the batch tensors
-delivered (features dominate).
+delivered (features dominate). `measure` is the benchmark's `pipeline` section: the
+same on a synthetic Charades-shaped set at the training step's F, over the step's
+consumption rate (`benchmarks.train`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import sys
 import tempfile
 import time
 from typing import Any, Sequence
+
+from benchmarks import common, reference
+from benchmarks.common import BenchOptions
 
 
 def benchmark_pipeline(
@@ -29,9 +34,7 @@ def benchmark_pipeline(
     Returns:
       {"records_per_s", "mb_per_s", "batches", "records", "seconds"}.
     """
-    from vlanet_tf.data.pipeline import make_dataset
-
-    dataset = make_dataset(data_dir, split, batch_size, training=training, repeat=True)
+    dataset = common.make_dataset(data_dir, split, batch_size, training=training, repeat=True)
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
@@ -55,23 +58,29 @@ def benchmark_pipeline(
     }
 
 
-def _synthetic_data_dir(root: str) -> str:
-    from data_prep import build, synthesize
-
-    release = os.path.join(root, "release")
-    synthesize.synthesize(synthesize.SynthesisOptions(output_dir=release))
-    out = os.path.join(root, "data")
-    build.build(
-        build.BuildOptions(
-            dataset="charades_sta",
-            annotations_dir=release,
-            features=os.path.join(release, "features.h5"),
-            word_vectors=os.path.join(release, "glove.synthetic.50d.txt"),
-            output_dir=out,
-            num_shards=4,
-        )
+def measure(
+    feature_dim: int, options: BenchOptions, root: str, train_samples_per_s: float
+) -> dict[str, Any]:
+    """The `pipeline` entry: `benchmark_pipeline` on a synthetic set at `feature_dim`."""
+    data_dir = common.synthetic_data_dir(
+        os.path.join(root, f"pipeline{feature_dim}"), options.pipeline_videos, feature_dim
     )
-    return out
+    before = reference.quick_reference()
+    result = benchmark_pipeline(
+        data_dir, "train", options.batch_size, options.pipeline_batches, training=True
+    )
+    return {
+        "feature_dim": feature_dim,
+        "videos": options.pipeline_videos,
+        "batch_size": options.batch_size,
+        "records_per_s": result["records_per_s"],
+        "mb_per_s": result["mb_per_s"],
+        "records": result["records"],
+        "seconds": result["seconds"],
+        "train_samples_per_s": train_samples_per_s,
+        "pipeline_to_train_ratio": result["records_per_s"] / train_samples_per_s,
+        "reference_matmul_gflops_per_s": before,
+    }
 
 
 def main(argv: Sequence[str]) -> None:
@@ -79,7 +88,7 @@ def main(argv: Sequence[str]) -> None:
 
     f = flags.FLAGS
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = f.data_dir or _synthetic_data_dir(tmp)
+        data_dir = f.data_dir or common.synthetic_data_dir(tmp, videos=400, feature_dim=64)
         result = benchmark_pipeline(
             data_dir, f.split, f.batch_size, f.num_batches, training=not f.eval_mode
         )

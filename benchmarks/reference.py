@@ -75,6 +75,17 @@ def time_calls(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
+def time_for(fn: Callable[[], Any], min_seconds: float, min_calls: int = 3) -> list[float]:
+    """Seconds of each call of `fn`, repeated for at least `min_seconds` and `min_calls`."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def matmul_rate(
     shapes: Sequence[tuple[int, int, int]],
     min_seconds: float = 0.3,

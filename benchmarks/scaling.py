@@ -41,14 +41,14 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from typing import Any, Sequence
 
 import numpy as np
 
-CLIP_FRAMES = 16  # C3D clips of Charades-STA: 16 frames at 24 fps.
+from benchmarks import common, reference
+from benchmarks.common import CLIP_FRAMES
+
 WORDS = 9
-VOCAB_SIZE = 1000
 LARGE_T = 256
 WARMUP_T = 4
 TIMING_ROUNDS = 3
@@ -92,29 +92,16 @@ def call_peak_mb(fn: Any, inputs: dict[str, Any], fallback_baseline: float) -> t
     return max(_maxrss_mb() - fallback_baseline, 0.0), "ru_maxrss growth over the warm-up"
 
 
-def _inputs(clips: int, feature_dim: int, fps: float, seed: int = 0) -> dict[str, Any]:
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    return {
-        "query_tokens": tf.constant(rng.integers(2, VOCAB_SIZE, (1, WORDS)), tf.int32),
-        "video_features": tf.constant(
-            rng.standard_normal((1, clips, feature_dim), dtype=np.float32)
-        ),
-        "video_length": tf.constant([clips], tf.int32),
-        "duration": tf.constant([clips * CLIP_FRAMES / fps], tf.float32),
-    }
+def _inputs(clips: int, feature_dim: int, seed: int = 0) -> dict[str, Any]:
+    """One query of WORDS words against one video of `clips` clips."""
+    batch = common.synthetic_batch(1, clips, feature_dim, WORDS, seed=seed)
+    return {k: v for k, v in batch.items() if k != "video_id"}
 
 
 def _timed(fn: Any, inputs: dict[str, Any], min_seconds: float) -> float:
     """Median ms of repeated calls for at least `min_seconds` (3 calls at least)."""
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn(inputs)["similarity"].numpy()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(times))
+    times = reference.time_for(lambda: fn(inputs)["similarity"].numpy(), min_seconds)
+    return 1000.0 * reference.median(times)
 
 
 def _check_increasing(clips: Sequence[int]) -> None:
@@ -126,9 +113,7 @@ def _compiled(config: Any) -> Any:
     """The model as a tf.function with a free T, so every point reuses one graph."""
     import tensorflow as tf
 
-    from vlanet_tf.model import build_vlanet
-
-    network = build_vlanet(config)
+    network = common.network(config)
     signature = [
         {
             "query_tokens": tf.TensorSpec([1, WORDS], tf.int32),
@@ -145,18 +130,14 @@ def banded_peaks(clips: Sequence[int], feature_dim: int) -> list[dict[str, Any]]
 
     Run it in a process that has run no other model (see the module docstring).
     """
-    from vlanet_tf.config import ModelConfig
-
     _check_increasing(clips)
-    config = ModelConfig(
-        vocab_size=VOCAB_SIZE, feature_dim=feature_dim, video_self_attention_window=BANDED_WINDOW
-    )
+    config = common.model_config(feature_dim, video_self_attention_window=BANDED_WINDOW)
     banded = _compiled(config)
-    banded(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
+    banded(_inputs(WARMUP_T, feature_dim))["similarity"].numpy()
     baseline = _maxrss_mb()
     points = []
     for t in clips:
-        peak, _ = call_peak_mb(banded, _inputs(t, feature_dim, config.fps), baseline)
+        peak, _ = call_peak_mb(banded, _inputs(t, feature_dim), baseline)
         points.append({"T": t, "peak_mb_banded": peak})
     return points
 
@@ -165,24 +146,21 @@ def run_points(
     clips: Sequence[int], feature_dim: int, min_seconds: float
 ) -> list[dict[str, Any]]:
     """Measures each T in this process (T increasing); see the module docstring."""
-    from benchmarks import flops, reference
-    from vlanet_tf.config import ModelConfig
+    from benchmarks import flops
 
     _check_increasing(clips)
-    config = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim)
-    ablated = ModelConfig(vocab_size=VOCAB_SIZE, feature_dim=feature_dim, use_self_attention=False)
-    banded_config = ModelConfig(
-        vocab_size=VOCAB_SIZE, feature_dim=feature_dim, video_self_attention_window=BANDED_WINDOW
-    )
+    config = common.model_config(feature_dim)
+    ablated = common.model_config(feature_dim, use_self_attention=False)
+    banded_config = common.model_config(feature_dim, video_self_attention_window=BANDED_WINDOW)
 
     full = _compiled(config)
     # Warm up at a tiny T, not at a measured one: a warm-up at T itself would leave
     # that call's buffers in the allocator's free lists and hide them from the peak.
-    full(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
+    full(_inputs(WARMUP_T, feature_dim))["similarity"].numpy()
     baseline = _maxrss_mb()
     points = []
     for t in clips:
-        peak, method = call_peak_mb(full, _inputs(t, feature_dim, config.fps), baseline)
+        peak, method = call_peak_mb(full, _inputs(t, feature_dim), baseline)
         shape = flops.StepShape.charades(t, WORDS, config, CLIP_FRAMES)
         terms = flops.step_terms(config, shape, training=False)
         total = sum(term.total for term in terms.values())
@@ -205,9 +183,9 @@ def run_points(
     without_self = _compiled(ablated)
     banded = _compiled(banded_config)
     for fn in (without_self, banded):
-        fn(_inputs(WARMUP_T, feature_dim, config.fps))["similarity"].numpy()
+        fn(_inputs(WARMUP_T, feature_dim))["similarity"].numpy()
     for point in points:
-        inputs = _inputs(point["T"], feature_dim, config.fps)
+        inputs = _inputs(point["T"], feature_dim)
         without_self(inputs)["similarity"].numpy()
         banded(inputs)["similarity"].numpy()
         full_ms, ablated_ms, banded_ms, busy = [], [], [], []
@@ -286,6 +264,11 @@ def measure(
     peak_banded = {p["T"]: p["peak_mb_banded"] for p in peaks}
     for p in points:
         p["peak_mb_banded"] = peak_banded[p["T"]]
+    return summarise(points, feature_dim, process)
+
+
+def summarise(points: Sequence[dict[str, Any]], feature_dim: int, process: str) -> dict[str, Any]:
+    """The `scaling` entry from the per-T points of `run_points` (with `peak_mb_banded`)."""
     t = [p["T"] for p in points]
     ms = [p["ms"] for p in points]
     ablated = [p["ms_without_self_attention"] for p in points]
