@@ -70,11 +70,8 @@ class StepShape:
 
 
 def num_groups(duration: float, config: ModelConfig) -> int:
-    """K of `proposal_windows` for one video of `duration` seconds."""
-    if config.proposal_mode == "didemo":
-        return config.didemo_segments
-    stride_s = config.stride_frames / config.fps
-    return max(int(math.ceil(duration / stride_s - 1e-9)), 1)
+    """K of the model's proposal geometry for one video of `duration` seconds."""
+    return config.geometry.num_groups(duration)
 
 
 @dataclasses.dataclass

@@ -31,7 +31,7 @@ def _vocabulary_file(root: str) -> str:
 def _saved_model_engine(network: Any, root: str) -> tuple[Callable, Callable, str] | str:
     """(single call, batched call, path) of the exported SavedModel, or why not."""
     try:
-        from export import saved_model as export_saved_model
+        from export import serving as export_saved_model
     except ImportError as e:
         return f"not measured: export.saved_model is not importable ({e})"
     import tensorflow as tf
@@ -56,7 +56,7 @@ def _saved_model_engine(network: Any, root: str) -> tuple[Callable, Callable, st
 def _tflite_engine(saved_model_path: str | None, root: str) -> tuple[Callable, None, str] | str:
     """(single call, None, path) of the float32 TFLite conversion, or why not."""
     try:
-        from export import saved_model as export_saved_model
+        from export import serving as export_saved_model
         from export import tflite as export_tflite
     except ImportError as e:
         return f"not measured: export.tflite is not importable ({e})"
