@@ -8,11 +8,11 @@ import keras
 import tensorflow as tf
 
 from vlanet_tf.layers.dense_attention import DenseAttention
-from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, l2_normalize
+from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, l2_normalize, output_spec
 
 
 def _masked(log_scale: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    return tf.where(mask, log_scale, tf.cast(MASKED_LOG_WEIGHT, log_scale.dtype))
+    return tf.where(mask, tf.cast(log_scale, tf.float32), MASKED_LOG_WEIGHT)
 
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
@@ -39,10 +39,16 @@ class CascadedCrossModalAttention(keras.layers.Layer):
     long videos; their logs do not. v_comp's direction is computed from the softmax of
     the log scales, which equals the direction of the plain sum.
 
+    Dtypes: every DenseAttention gets this layer's `dtype` policy, so their projections
+    and pairwise energies run in its compute dtype (variables stay float32). The log
+    scales, the softmax shares, v_comp's weighted sum and norm, and the attention map
+    are float32: the shares of a 90-group video underflow float16 and the log scales
+    hold MASKED_LOG_WEIGHT. All four outputs are float32.
+
     Call:
         inputs: dict with `video` [B, N, D] and `query` [B, M, D] (unit rows),
         `video_mask` bool [B, N], `query_mask` bool [B, M], and `fallback_scores`
-        [B, N], used as localisation scores when no step updates V.
+        [B, N] (read as float32), used as localisation scores when no step updates V.
     Returns:
         dict with `similarity` [B] (c), `scores` [B, N] (log of the weight each video
         row carries into v_comp; MASKED_LOG_WEIGHT where masked), `query_log_scale`
@@ -96,6 +102,12 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.similarity_head = attention("similarity")
 
     @property
+    def input_dtype(self) -> str:
+        # `fallback_scores` are log-scale scores; `video` and `query` are cast to the
+        # compute dtype in `call`.
+        return "float32"
+
+    @property
     def updates_video(self) -> bool:
         return self.use_self_attention or self.use_cross_attention
 
@@ -111,10 +123,11 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.similarity_head.build({"x": (video[0], 1, video[-1]), "y": query})
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        video, query = inputs["video"], inputs["query"]
+        video = tf.cast(inputs["video"], self.compute_dtype)
+        query = tf.cast(inputs["query"], self.compute_dtype)
         video_mask, query_mask = inputs["video_mask"], inputs["query_mask"]
-        v_log = _masked(tf.zeros(tf.shape(video)[:2], video.dtype), video_mask)
-        q_log = _masked(tf.zeros(tf.shape(query)[:2], query.dtype), query_mask)
+        v_log = _masked(tf.zeros(tf.shape(video)[:2]), video_mask)
+        q_log = _masked(tf.zeros(tf.shape(query)[:2]), query_mask)
 
         def step(layer, x, x_mask, x_log, y, y_mask, y_log):
             out = layer(
@@ -134,11 +147,12 @@ class CascadedCrossModalAttention(keras.layers.Layer):
 
         v_share = tf.nn.softmax(v_log, axis=-1)
         v_share = tf.where(video_mask, v_share, tf.zeros_like(v_share))
-        v_comp = l2_normalize(tf.linalg.matvec(video, v_share, transpose_a=True))
+        video32, query32 = tf.cast(video, tf.float32), tf.cast(query, tf.float32)
+        v_comp = l2_normalize(tf.linalg.matvec(video32, v_share, transpose_a=True))
         similarity = self.similarity_head.vla(v_comp[:, None, :], query, query_mask, q_log)
         q_share = tf.where(query_mask, tf.nn.softmax(q_log, axis=-1), tf.zeros_like(q_log))
         attention_map = tf.einsum(
-            "bnd,bmd->bnm", video * v_share[..., None], query * q_share[..., None]
+            "bnd,bmd->bnm", video32 * v_share[..., None], query32 * q_share[..., None]
         )
         if self.updates_video:
             scores = v_log
@@ -160,6 +174,10 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             "query_log_scale": (b, m),
             "attention_map": (b, n, m),
         }
+
+    def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
+        shapes = self.compute_output_shape({k: v.shape for k, v in inputs.items()})
+        return output_spec(shapes, dict.fromkeys(shapes, "float32"))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from vlanet_tf.layers.ops import l2_normalize, masked_log_softmax
+from vlanet_tf.layers.ops import l2_normalize, masked_log_softmax, output_spec
 
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
@@ -39,6 +39,13 @@ class DenseAttention(keras.layers.Layer):
     W1 and W2 start as N(0, (init_scale / sqrt(D))^2), so E is near 0 and the
     attention near uniform at initialisation; SPEC §5 reports that a sharp start keeps
     the full cascade from learning.
+
+    Dtypes: W1, W2 and the pairwise tanh((W1 x̂_n) · (W2 ŷ_m)), the O(N·M·D) part, run
+    in the compute dtype of the `dtype` policy (variables stay float32). The reduction
+    over m, the softmax over n and everything in log scale are float32: `y_log_scale`
+    is read as float32, the row norms are taken in float32, and `weights`,
+    `log_weights` and `energy` are float32 (MASKED_LOG_WEIGHT overflows float16);
+    `outputs` has the compute dtype.
 
     Call:
         inputs: dict with `x` [B, N, D], `y` [B, M, D], and optional `x_mask` bool
@@ -78,6 +85,12 @@ class DenseAttention(keras.layers.Layer):
         self.w1.build(input_shape["x"])
         self.w2.build(input_shape["y"])
 
+    @property
+    def input_dtype(self) -> str:
+        # Float inputs are converted to float32, not to the compute dtype: `y_log_scale`
+        # may hold MASKED_LOG_WEIGHT. `x` and `y` are cast to the compute dtype in `vla`.
+        return "float32"
+
     def vla(
         self,
         x: tf.Tensor,
@@ -89,12 +102,14 @@ class DenseAttention(keras.layers.Layer):
         if y_mask is None:
             y_mask = tf.ones(tf.shape(y)[:2], tf.bool)
         if y_log_scale is None:
-            y_log_scale = tf.math.log(tf.maximum(tf.norm(y, axis=-1), 1e-30))
-        a = self.w1(l2_normalize(x))
-        b = self.w2(l2_normalize(y))
+            norm = tf.norm(tf.cast(y, tf.float32), axis=-1)
+            y_log_scale = tf.math.log(tf.maximum(norm, 1e-30))
+        y_log_scale = tf.cast(y_log_scale, tf.float32)
+        a = self.w1(l2_normalize(tf.cast(x, self.compute_dtype)))
+        b = self.w2(l2_normalize(tf.cast(y, self.compute_dtype)))
         if self.window:
             return self._banded_vla(a, b, y_mask, y_log_scale)
-        pairwise = tf.tanh(tf.einsum("bnd,bmd->bnm", a, b))
+        pairwise = tf.cast(tf.tanh(tf.einsum("bnd,bmd->bnm", a, b)), tf.float32)
         mix = tf.exp(masked_log_softmax(y_log_scale, y_mask))  # [B, M], 0 where masked
         energy = tf.linalg.matvec(pairwise, mix)
         if self.reduction == "sum":
@@ -132,7 +147,9 @@ class DenseAttention(keras.layers.Layer):
         cols = tf.expand_dims(starts, 1) + tf.expand_dims(tf.range(columns), 0)
         a_blocks = tf.gather(a, tf.minimum(rows, n - 1), axis=1)  # [B, nb, c, D]
         b_blocks = tf.gather(b, cols, axis=1)  # [B, nb, L, D]
-        pairwise = tf.tanh(tf.linalg.matmul(a_blocks, b_blocks, transpose_b=True))
+        pairwise = tf.cast(
+            tf.tanh(tf.linalg.matmul(a_blocks, b_blocks, transpose_b=True)), tf.float32
+        )
         in_band = tf.abs(tf.expand_dims(rows, 2) - tf.expand_dims(cols, 1)) <= w  # [nb, c, L]
         band_mask = tf.logical_and(
             tf.expand_dims(in_band, 0), tf.expand_dims(tf.gather(y_mask, cols, axis=1), 2)
@@ -149,7 +166,7 @@ class DenseAttention(keras.layers.Layer):
         return energy[:, :n]
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        x, y = inputs["x"], inputs["y"]
+        x, y = tf.cast(inputs["x"], self.compute_dtype), inputs["y"]
         x_mask = inputs.get("x_mask")
         if x_mask is None:
             x_mask = tf.ones(tf.shape(x)[:2], tf.bool)
@@ -157,7 +174,7 @@ class DenseAttention(keras.layers.Layer):
         log_weights = masked_log_softmax(energy, x_mask)
         weights = tf.where(x_mask, tf.exp(log_weights), tf.zeros_like(log_weights))
         return {
-            "outputs": x * weights[..., None],
+            "outputs": x * tf.cast(weights, x.dtype)[..., None],
             "weights": weights,
             "log_weights": log_weights,
             "energy": energy,
@@ -171,6 +188,11 @@ class DenseAttention(keras.layers.Layer):
             "log_weights": (b, n),
             "energy": (b, n),
         }
+
+    def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
+        shapes = self.compute_output_shape({k: v.shape for k, v in inputs.items()})
+        dtypes = {**dict.fromkeys(shapes, "float32"), "outputs": self.compute_dtype}
+        return output_spec(shapes, dtypes)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from vlanet_tf.geometry import DIDEMO_NUM_SEGMENTS, DIDEMO_SEGMENT_SECONDS, ProposalGeometry
-from vlanet_tf.layers.ops import l2_normalize
+from vlanet_tf.layers.ops import l2_normalize, output_spec
 
 # Tolerance, in clips, when turning window seconds into clip indices: a window that ends
 # a hair after a clip boundary because of float rounding must not take the next clip.
@@ -98,15 +98,21 @@ class ProposalBuilder(keras.layers.Layer):
     Shapes: B batch, T clips, F feature size, K segment groups, L scales, D hidden_dim.
 
     Call:
-        inputs: dict with `video_features` float32 [B, T, F] (zero-padded),
-        `video_length` int32 [B] (valid clips) and `duration` float32 [B] (seconds).
+        inputs: dict with `video_features` [B, T, F] (zero-padded), `video_length`
+        int32 [B] (valid clips) and `duration` float32 [B] (seconds).
     Returns:
-        dict with `proposals` float32 [B, K, L, D] (unit rows, zero where masked),
-        `windows` float32 [B, K, L, 2] seconds, `mask` bool [B, K, L].
+        dict with `proposals` [B, K, L, D] (unit rows, zero where masked; the compute
+        dtype), `windows` float32 [B, K, L, 2] seconds, `mask` bool [B, K, L].
 
     The fully-connected layer is affine, so the mean of projected clips equals the
     projection of the mean. Projecting first and pooling with prefix sums makes the cost
     O(T F D + K L D) instead of O(K L F).
+
+    Dtypes: the projection runs in the compute dtype of the `dtype` policy (its
+    variables stay float32). Durations, windows and the clip arithmetic are float32
+    whatever the policy (float16 holds 9.1 s as 9.1016 s), and so are the prefix sums
+    and the norm: a difference of two long float16 running sums loses the window's
+    mean. Only `proposals` is cast back to the compute dtype.
     """
 
     def __init__(
@@ -152,6 +158,12 @@ class ProposalBuilder(keras.layers.Layer):
         )
 
     @property
+    def input_dtype(self) -> str:
+        # `duration` is seconds and must stay float32; the features are cast to the
+        # compute dtype in `call`.
+        return "float32"
+
+    @property
     def num_scales(self) -> int:
         return self.geometry.num_scales
 
@@ -159,9 +171,9 @@ class ProposalBuilder(keras.layers.Layer):
         self.projection.build(input_shape["video_features"])
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        features = inputs["video_features"]
+        features = tf.cast(inputs["video_features"], self.compute_dtype)
         geometry = proposal_windows(inputs["duration"], inputs["video_length"], self.geometry)
-        projected = self.projection(features)  # [B, T, D]
+        projected = tf.cast(self.projection(features), tf.float32)  # [B, T, D]
         prefix = tf.pad(tf.cumsum(projected, axis=1), [[0, 0], [1, 0], [0, 0]])
         shape = tf.shape(geometry["clip_start"])
         flat_start = tf.reshape(geometry["clip_start"], [shape[0], -1])
@@ -175,7 +187,11 @@ class ProposalBuilder(keras.layers.Layer):
         )
         mask = geometry["mask"]
         proposals = l2_normalize(pooled) * tf.cast(mask, pooled.dtype)[..., None]
-        return {"proposals": proposals, "windows": geometry["windows"], "mask": mask}
+        return {
+            "proposals": tf.cast(proposals, self.compute_dtype),
+            "windows": geometry["windows"],
+            "mask": mask,
+        }
 
     def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
         b = input_shape["video_features"][0]
@@ -185,6 +201,11 @@ class ProposalBuilder(keras.layers.Layer):
             "windows": (b, k, self.num_scales, 2),
             "mask": (b, k, self.num_scales),
         }
+
+    def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
+        shapes = self.compute_output_shape({k: v.shape for k, v in inputs.items()})
+        dtypes = {"proposals": self.compute_dtype, "windows": "float32", "mask": "bool"}
+        return output_spec(shapes, dtypes)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vlanet_tf.layers.ops import l2_normalize
+from vlanet_tf.layers.ops import l2_normalize, output_spec
 
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
@@ -21,13 +21,17 @@ class QueryEncoder(keras.layers.Layer):
         tokens: int32 [B, M]; 0 is padding, 1 is the unknown word.
     Returns:
         dict with
-        - `words`: float32 [B, M, D], Q = [w_1 ... w_M], unit rows; padded rows are 0.
+        - `words`: [B, M, D], Q = [w_1 ... w_M], unit rows; padded rows are 0.
         - `mask`: bool [B, M], True on real tokens.
-        - `last`: float32 [B, D], w_M taken at the last *real* token of each sentence.
+        - `last`: [B, D], w_M taken at the last *real* token of each sentence.
 
     The GRU runs left to right over right-padded input, so the state at a real token
     never sees padding; w_M is gathered at index `length - 1` rather than read from the
     final state, which would have run over the padding.
+
+    Dtypes: the embedding and GRUs get the `dtype` policy (variables float32, compute in
+    its compute dtype); `words` and `last` have the compute dtype, and the L2 norm is
+    taken in float32.
     """
 
     def __init__(
@@ -100,6 +104,11 @@ class QueryEncoder(keras.layers.Layer):
             "mask": (b, m),
             "last": (b, self.hidden_dim),
         }
+
+    def compute_output_spec(self, tokens: keras.KerasTensor) -> dict[str, keras.KerasTensor]:
+        shapes = self.compute_output_shape(tokens.shape)
+        dtypes = {"words": self.compute_dtype, "mask": "bool", "last": self.compute_dtype}
+        return output_spec(shapes, dtypes)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT
+from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, output_spec
 
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
@@ -17,14 +17,17 @@ class SurrogateSelect(keras.layers.Layer):
     Shapes: B batch, K segment groups, L scales, D hidden size.
 
     Call:
-        inputs: dict with `proposals` float32 [B, K, L, D] (unit rows), `windows`
-        float32 [B, K, L, 2], `mask` bool [B, K, L], `query_last` float32 [B, D] (w_M,
-        a unit vector).
+        inputs: dict with `proposals` [B, K, L, D] (unit rows), `windows` float32
+        [B, K, L, 2], `mask` bool [B, K, L], `query_last` [B, D] (w_M, a unit vector).
     Returns:
-        dict with `surrogates` float32 [B, K, D] (s_k = p_{l'k}), `windows` float32
-        [B, K, 2] (each surrogate's start/end seconds), `mask` bool [B, K] (the group
-        has at least one valid window), `index` int32 [B, K] (l'), `cosine` float32
-        [B, K] (cos(s_k, w_M); 0 for empty groups).
+        dict with `surrogates` [B, K, D] (s_k = p_{l'k}, the compute dtype), `windows`
+        float32 [B, K, 2] (each surrogate's start/end seconds), `mask` bool [B, K] (the
+        group has at least one valid window), `index` int32 [B, K] (l'), `cosine`
+        float32 [B, K] (cos(s_k, w_M); 0 for empty groups).
+
+    Dtypes: windows (seconds) and the cosines are float32 whatever the `dtype` policy,
+    so that the argmax does not change with the compute dtype nor tie on its rounding;
+    only the surrogates take the compute dtype.
 
     The argmax is not differentiated. With `method="gather"` the surrogate is read with
     `tf.gather` at l', whose gradient is a scatter into the selected proposal only; with
@@ -43,13 +46,20 @@ class SurrogateSelect(keras.layers.Layer):
         self.method = method
         self.enabled = enabled
 
+    @property
+    def input_dtype(self) -> str:
+        # `windows` are seconds; the proposals are cast to the compute dtype in `call`.
+        return "float32"
+
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         proposals = inputs["proposals"]
         mask = inputs["mask"]
-        cosine = tf.einsum("bkld,bd->bkl", proposals, inputs["query_last"])
+        query = tf.cast(inputs["query_last"], tf.float32)
+        cosine = tf.einsum("bkld,bd->bkl", tf.cast(proposals, tf.float32), query)
+        proposals = tf.cast(proposals, self.compute_dtype)
         if not self.enabled:
             return self._all_proposals(proposals, inputs["windows"], mask, cosine)
-        masked = tf.where(mask, cosine, tf.cast(MASKED_LOG_WEIGHT, cosine.dtype))
+        masked = tf.where(mask, cosine, MASKED_LOG_WEIGHT)
         index = tf.argmax(tf.stop_gradient(masked), axis=-1, output_type=tf.int32)
         if self.method == "gather":
             surrogates = tf.gather(proposals, index, axis=2, batch_dims=2)
@@ -95,6 +105,17 @@ class SurrogateSelect(keras.layers.Layer):
             "index": (b, k),
             "cosine": (b, k),
         }
+
+    def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
+        shapes = self.compute_output_shape({k: v.shape for k, v in inputs.items()})
+        dtypes = {
+            "surrogates": self.compute_dtype,
+            "windows": "float32",
+            "mask": "bool",
+            "index": "int32",
+            "cosine": "float32",
+        }
+        return output_spec(shapes, dtypes)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
