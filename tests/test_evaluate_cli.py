@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlanet_tf import evaluate
+from vlanet_tf.evaluation import baselines, ground_truth, predictions, scoring
+from vlanet_tf.geometry import ProposalGeometry, sliding
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -38,7 +39,7 @@ def charades_files(tmp_path):
 @pytest.fixture
 def charades_queries(charades_files):
     txt, csv = charades_files
-    queries, summary = evaluate.load_annotations("charades_sta", str(txt), str(csv))
+    queries, summary = ground_truth.from_annotations("charades_sta", str(txt), str(csv))
     assert list(queries) == ["AAAAA_1", "AAAAA_2", "BBBBB_3"]
     assert summary["skips"] == {}
     np.testing.assert_allclose(queries["BBBBB_3"].moments, [[2.0, 8.0]])  # clipped
@@ -87,7 +88,7 @@ def test_bad_prediction_lines_name_the_line(
         tmp_path / "p.jsonl", [_line("AAAAA_2", "AAAAA", [[10, 20, 1]]), "", bad_line]
     )
     with pytest.raises(ValueError, match=message) as raised:
-        evaluate.read_predictions(path, charades_queries)
+        predictions.read(path, charades_queries)
     assert f"{path}:3:" in str(raised.value)
 
 
@@ -97,26 +98,26 @@ def test_duplicate_query_is_an_error(tmp_path, charades_queries):
     with pytest.raises(
         ValueError, match=r"p.jsonl:2: query_id 'AAAAA_1' already predicted at .*:1"
     ):
-        evaluate.read_predictions(path, charades_queries)
+        predictions.read(path, charades_queries)
 
 
 def test_rerank_keeps_file_order_and_applies_nms():
     # The file's order is the ranking even where its score column disagrees.
     ranked = np.array([[0.0, 10.0, 0.1], [0.0, 9.0, 0.9], [20.0, 30.0, 0.5]])
-    assert evaluate.rerank({"q": ranked}, None, None)["q"] is ranked
+    assert predictions.rerank({"q": ranked}, None, None)["q"] is ranked
     np.testing.assert_array_equal(
-        evaluate.rerank({"q": ranked}, 0.5, None)["q"], ranked[[0, 2]]
+        predictions.rerank({"q": ranked}, 0.5, None)["q"], ranked[[0, 2]]
     )
     np.testing.assert_array_equal(
-        evaluate.rerank({"q": ranked}, None, 2)["q"], ranked[:2]
+        predictions.rerank({"q": ranked}, None, 2)["q"], ranked[:2]
     )
 
 
 def test_random_rankings_written_score_like_reported(charades_queries):
-    result, rankings = evaluate.evaluate_baseline(
-        "random", "charades_sta", charades_queries, 1
+    result, rankings = baselines.evaluate_baseline(
+        "random", "charades_sta", charades_queries, sliding(), 1
     )
-    assert evaluate.score("charades_sta", charades_queries, rankings) == {
+    assert scoring.score("charades_sta", charades_queries, rankings) == {
         k: result[k] for k in CHARADES_KEYS
     }
     assert all(
@@ -253,10 +254,7 @@ def test_cli_refuses_two_modes(tmp_path, charades_files):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert completed.returncode != 0
-    assert (
-        "exactly one of --predictions, --baseline, --model_dir; got 2"
-        in completed.stderr
-    )
+    assert "give one of --predictions and --baseline, not both" in completed.stderr
 
 
 def test_ground_truth_from_a_prepared_data_dir(tmp_path):
@@ -267,10 +265,8 @@ def test_ground_truth_from_a_prepared_data_dir(tmp_path):
     release = tmp_path / "release"
     data_testing.make_didemo_release(release)
     build_lib.build(data_testing.didemo_options(release, tmp_path / "prepared"))
-    dataset, queries = evaluate.ground_truth_from_data_dir(
-        str(tmp_path / "prepared"), "test", batch_size=3
-    )
-    expected, _ = evaluate.load_annotations("didemo", str(release / "test_data.json"))
+    dataset, queries = ground_truth.from_shards(str(tmp_path / "prepared"), "test")
+    expected, _ = ground_truth.from_annotations("didemo", str(release / "test_data.json"))
     assert dataset == "didemo"
     assert sorted(queries) == sorted(expected)
     for query_id, query in queries.items():
@@ -283,5 +279,7 @@ def test_ground_truth_from_a_prepared_data_dir(tmp_path):
             query.segments, np.minimum(raw.segments, raw.num_segments - 1)
         )
     # Scoring the agreement rankings through the prepared ground truth.
-    result, rankings = evaluate.evaluate_baseline("upper_bound", dataset, queries)
-    assert evaluate.score(dataset, queries, rankings)["R5"] == result["R5"] == 100.0
+    result, rankings = baselines.evaluate_baseline(
+        "upper_bound", dataset, queries, ProposalGeometry.didemo()
+    )
+    assert scoring.score(dataset, queries, rankings)["R5"] == result["R5"] == 100.0

@@ -6,7 +6,10 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
@@ -14,6 +17,7 @@ from absl.testing import parameterized
 
 from vlanet_tf import flags as vflags
 from vlanet_tf.config import ModelConfig, TrainConfig
+from vlanet_tf.data import prepared
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = {"dataset": "charades_sta", "vocab_size": 61, "word_dim": 50, "feature_dim": 64}
@@ -31,16 +35,49 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
         self.flag_values(["prog", *args])
         return self.flag_values
 
-    def test_defining_twice_is_harmless(self):
+    def test_defining_twice_keeps_the_flags_and_their_values(self):
+        before = {name: self.flag_values[name] for name in self.flag_values}
+        values = self.parse("--hidden_dim=16")
         vflags.define_all_flags()
         vflags.define_data_flags()
+        after = {name: self.flag_values[name] for name in self.flag_values}
+        self.assertEqual(set(after), set(before))
+        for name, flag in before.items():
+            self.assertIs(after[name], flag, name)
+        self.assertEqual(values.hidden_dim, 16)
 
-    def test_every_config_field_has_a_flag(self):
-        for field in dataclasses.fields(ModelConfig):
-            if field.name not in vflags.DATA_DERIVED_FIELDS:
-                self.assertIn(field.name, self.flag_values, f"ModelConfig.{field.name}")
-        for field in dataclasses.fields(TrainConfig):
-            self.assertIn(field.name, self.flag_values, f"TrainConfig.{field.name}")
+    def test_every_config_field_has_a_flag_that_reaches_it(self):
+        # Each flag given a non-default value must change exactly its own field.
+        for config_cls, build in (
+            (ModelConfig, lambda v: vflags.model_config_from_flags(v, DATA)),
+            (TrainConfig, vflags.train_config_from_flags),
+        ):
+            default = build(self.parse())
+            for field in dataclasses.fields(config_cls):
+                if field.name in vflags.DATA_DERIVED_FIELDS:
+                    continue
+                self.assertIn(field.name, self.flag_values, f"{config_cls.__name__}.{field.name}")
+                value = getattr(default, field.name)
+                if isinstance(value, bool):
+                    arg, expected = f"--{'no' if value else ''}{field.name}", not value
+                elif field.name == "window_frames":
+                    arg, expected = "--window_frames=96,128", (96, 128)
+                elif field.name in ("proposal_mode", "optimizer", "vla_reduction"):
+                    choice = {"proposal_mode": "didemo", "optimizer": "sgd", "vla_reduction": "sum"}
+                    arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
+                elif isinstance(value, int):
+                    arg, expected = f"--{field.name}={value + 3}", value + 3
+                else:
+                    arg, expected = f"--{field.name}={value * 2 + 1}", value * 2 + 1
+                changed = build(self.parse(arg))
+                self.assertEqual(getattr(changed, field.name), expected, arg)
+                others = {
+                    f.name: getattr(changed, f.name)
+                    for f in dataclasses.fields(config_cls)
+                    if f.name != field.name
+                }
+                want = {k: getattr(default, k) for k in others}
+                self.assertEqual(others, want, arg)
 
     def test_defaults_reproduce_the_config_defaults(self):
         values = self.parse()
@@ -105,7 +142,12 @@ if __name__ == "__main__":
 
 MAIN_FLAG_DEFINITIONS = {
     "vlanet_tf.train": "from vlanet_tf import flags as f; f.define_all_flags()",
-    "vlanet_tf.evaluate": "import vlanet_tf.evaluate",
+    "vlanet_tf.evaluate": "from vlanet_tf import evaluate; evaluate.define_flags()",
+    "vlanet_tf.demo": "from vlanet_tf import demo, flags as f; f.define_all_flags(); demo.define_demo_flags()",
+    "vlanet_tf.ablations": (
+        "from vlanet_tf import ablations, flags as f; f.define_all_flags(); "
+        "ablations.define_ablation_flags()"
+    ),
     "export.saved_model": "from export import saved_model; saved_model.define_flags()",
 }
 
@@ -123,3 +165,70 @@ def test_every_main_accepts_the_training_flagfile(main, flagfile="charades"):
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+class FlagfileInEveryModeTest(tf.test.TestCase):
+    """Each main runs with `--flagfile=configs/charades.flags` in each of its modes.
+
+    The flagfile names --data_dir and --model_dir of a real run; flags after it point
+    them at a tiny prepared directory, as a user with their own paths would.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from tests import training_testing
+
+        cls.tmp = tempfile.TemporaryDirectory()
+        root = Path(cls.tmp.name)
+        cls.data_dir = str(training_testing.make_data_dir(root))
+        cls.model_dir = str(root / "run")
+        cls.root = root
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+        super().tearDownClass()
+
+    def main(self, module: str, *args: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", module, "--flagfile=configs/charades.flags", *args],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": REPO},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.assertEqual(run.returncode, 0, f"{module} {args}: {run.stderr[-3000:]}")
+        return run.stdout
+
+    def test_train_evaluate_export_predict(self):
+        data = f"--data_dir={self.data_dir}"
+        self.main(
+            "vlanet_tf.train", data, f"--model_dir={self.model_dir}", "--epochs=1",
+            "--steps_per_epoch=1", "--batch_size=8", "--warmup_steps=0", "--hidden_dim=8",
+        )
+        predictions = str(self.root / "random.jsonl")
+        # --baseline and --predictions take precedence over the flagfile's --model_dir.
+        self.assertIn("random baseline", self.main(
+            "vlanet_tf.evaluate", data, "--baseline=random", "--split=test",
+            f"--output_predictions={predictions}",
+        ))
+        self.assertIn("random.jsonl", self.main(
+            "vlanet_tf.evaluate", data, f"--predictions={predictions}", "--split=test"
+        ))
+        self.assertIn(self.model_dir, self.main(
+            "vlanet_tf.evaluate", data, f"--model_dir={self.model_dir}", "--split=test"
+        ))
+        export_base = str(self.root / "exports")
+        exported = self.main(
+            "export.saved_model", data, f"--model_dir={self.model_dir}",
+            f"--export_base={export_base}",
+        ).strip().splitlines()[-1]
+        features = str(self.root / "video.npy")
+        feature_dim = prepared.data_properties(self.data_dir)["feature_dim"]
+        np.save(features, np.ones((30, feature_dim), np.float32))
+        self.assertIn("rank", self.main(
+            "vlanet_tf.predict", f"--saved_model={exported}", f"--features={features}",
+            "--duration=15", "--query=a person opens a door",
+        ))

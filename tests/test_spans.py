@@ -193,5 +193,5 @@ def test_sliding_windows_other_layout_and_reference():
 def test_sliding_windows_validates():
     with pytest.raises(ValueError, match="duration must be > 0 seconds, got 0"):
         sliding_windows(0.0)
-    with pytest.raises(ValueError, match=r"window_frames .* got \(\)"):
+    with pytest.raises(ValueError, match=r"window_frames=\(\)"):
         sliding_windows(5.0, window_frames=())

@@ -47,9 +47,9 @@ def write_bytes(path: str, data: bytes) -> None:
             f.write(data)
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Writes `obj` as indented, key-sorted JSON to `path` atomically."""
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+def write_json(path: str, obj: Any, sort_keys: bool = True) -> None:
+    """Writes `obj` as indented JSON (keys sorted unless told not to) atomically."""
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode("utf-8"))
 
 
 def read_json(path: str) -> Any:

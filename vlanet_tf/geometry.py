@@ -61,7 +61,7 @@ class ProposalGeometry:
         object.__setattr__(self, "didemo_segments", int(self.didemo_segments))
         object.__setattr__(self, "segment_seconds", float(self.segment_seconds))
         if self.mode not in PROPOSAL_MODES:
-            raise ValueError(f"proposal mode must be one of {PROPOSAL_MODES}, got {self.mode!r}")
+            raise ValueError(f"proposal_mode must be 'sliding' or 'didemo', got {self.mode!r}")
         if self.mode == "sliding":
             if self.fps <= 0 or self.stride_frames <= 0:
                 raise ValueError(

@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 from absl import app, flags
 
+from vlanet_tf import flags as vflags
+
 from vlanet_tf.serving_io import batch_inputs, format_moments, load_features, ranked_moments
 
 FLAGS = flags.FLAGS
@@ -130,5 +132,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    # The shared flags too, so that the training flagfile parses here.
+    vflags.define_all_flags()
     define_flags()
     app.run(main)

@@ -61,9 +61,10 @@ def top_moments(
       count). Rows from `num_moments` on hold moment [0, 0] and score PADDED_SCORE.
     """
     batch = tf.shape(scores)[0]
-    lowest = tf.constant(-np.inf, scores.dtype)
-    # Invalid rows and k padding columns rank below every valid row; the padding
-    # makes top_k legal when N < k (a video shorter than k groups).
+    # Invalid rows and k padding columns rank below every valid row (the lowest finite
+    # value: converters lower tf.where to arithmetic, where -inf would make NaN); the
+    # padding makes top_k legal when N < k (a video shorter than k groups).
+    lowest = tf.constant(scores.dtype.min, scores.dtype)
     candidates = tf.concat(
         [tf.where(valid, scores, lowest), tf.fill(tf.stack([batch, k]), lowest)], axis=1
     )

@@ -55,6 +55,6 @@ def format_table(result: Mapping[str, Any], title: str) -> str:
 
 
 def write_metrics(path: str, result: Mapping[str, Any]) -> None:
-    """The metrics JSON (docs/ARCHITECTURE.md), written atomically."""
+    """The metrics JSON (docs/ARCHITECTURE.md) in the protocol's order, written atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.write_json(path, dict(result))
+    files.write_json(path, dict(result), sort_keys=False)
