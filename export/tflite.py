@@ -176,14 +176,11 @@ def rank_split(
     for ex in examples:
         out = forward(**{k: ex[k] for k in INPUT_ORDER})
         out = {k: np.asarray(v) for k, v in out.items()}
-        n = int(ex["num_annotations"][0])
         records.append(
             {
                 "query_id": ex["query_id"][0].decode("utf-8"),
                 "video_id": ex["video_id"][0].decode("utf-8"),
                 "moments": ranked_moments(out, 0),
-                "ground_truth": ex["moments"][0, :n].tolist(),
-                "duration": float(ex["duration"][0]),
             }
         )
     return records
@@ -195,12 +192,17 @@ def compare_variants(
     data_dir: str,
     split: str = "test",
 ) -> dict[str, dict[str, float]]:
-    """Size, R1@0.5 and the largest score difference of each variant vs the SavedModel."""
-    from vlanet_tf import training
-    from vlanet_tf.data import pipeline
+    """Size, the primary metric and the largest score difference of each variant vs the
+    SavedModel, scored by the standalone evaluator on the split's ground truth."""
+    from vlanet_tf.evaluation import ground_truth, predictions, scoring
 
-    dataset_name = pipeline.load_manifest(data_dir)["dataset"]
-    metric = training.primary_metric(dataset_name)
+    dataset_name, queries = ground_truth.from_shards(data_dir, split)
+    metric = scoring.primary_metric(dataset_name)
+
+    def score(records: list[dict[str, Any]]) -> float:
+        rankings = predictions.from_records(records, queries, saved_model_dir)
+        return scoring.score(dataset_name, queries, rankings)[metric]
+
     examples = list(split_examples(data_dir, split))
     loaded = tf.saved_model.load(saved_model_dir)
     signature = loaded.signatures[saved_model_lib.SINGLE_SIGNATURE]
@@ -213,14 +215,14 @@ def compare_variants(
     report = {
         "saved_model": {
             "bytes": float(_folder_size(saved_model_dir)),
-            metric: training.score_predictions(dataset_name, baseline)[metric],
+            metric: score(baseline),
         }
     }
     vocab = saved_model_lib.vocabulary_path(saved_model_dir)
     for variant, path in models.items():
         ranker = TFLiteRanker(path, vocab)
         records = rank_split(ranker, examples)
-        value = training.score_predictions(dataset_name, records)[metric]
+        value = score(records)
         score_diff = max(
             (
                 abs(a[2] - b[2])
