@@ -42,7 +42,6 @@ Training step, per sample:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from vlanet_tf.config import ModelConfig

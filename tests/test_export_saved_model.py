@@ -16,7 +16,7 @@ import tensorflow as tf
 from export import serving
 from tests import export_testing
 from vlanet_tf.data import pipeline
-from vlanet_tf.ranking import rank as rank_example
+from vlanet_tf.ranking import rank
 from vlanet_tf.model import INPUT_KEYS
 from vlanet_tf.run_dir import RunDir
 
@@ -72,7 +72,7 @@ def test_fresh_process_without_the_project_gives_the_keras_outputs(run, tmp_path
     network = RunDir(str(run.model_dir)).load_model().network
     keras_out = {k: v.numpy() for k, v in network({k: batch[k] for k in INPUT_KEYS}).items()}
     ranked = [
-        rank_example(keras_out["scores"][i], keras_out["moments"][i], keras_out["valid"][i], 5)
+        rank(keras_out["scores"][i], keras_out["moments"][i], keras_out["valid"][i], 5)
         for i in range(4)
     ]
     np.savez(

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlanet_tf import spans
 from vlanet_tf.evaluation import metrics
 
 from vlanet_tf.geometry import ProposalGeometry, sliding

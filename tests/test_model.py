@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from vlanet_tf.config import ModelConfig
-from vlanet_tf.ranking import rank as rank_example
+from vlanet_tf.ranking import rank
 from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT
 from vlanet_tf.losses import margin_hinge, select_negatives
 from vlanet_tf.model import INPUT_KEYS, VLANet, build_vlanet
@@ -129,9 +129,9 @@ def test_masked_windows_are_never_ranked():
     out = {k: v.numpy() for k, v in model(data).items()}
     assert out["valid"][1].sum() == 1 and out["valid"][1, 0]
     assert np.all(out["scores"][1, 1:] == MASKED_LOG_WEIGHT)
-    ranked = rank_example(out["scores"][1], out["moments"][1], out["valid"][1], top_k=5)
+    ranked = rank(out["scores"][1], out["moments"][1], out["valid"][1], top_k=5)
     assert len(ranked) == 1 and ranked[0][:2] == pytest.approx([0.0, 0.5])
-    ranked = rank_example(out["scores"][0], out["moments"][0], out["valid"][0], top_k=None)
+    ranked = rank(out["scores"][0], out["moments"][0], out["valid"][0], top_k=None)
     assert len(ranked) == out["valid"][0].sum() == 10
     assert [r[2] for r in ranked] == sorted((r[2] for r in ranked), reverse=True)
     assert all(r[1] <= 10.0 + 1e-6 for r in ranked)

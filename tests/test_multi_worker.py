@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tests import data_testing, training_testing
