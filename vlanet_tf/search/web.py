@@ -41,9 +41,9 @@ form{display:flex;gap:8px;margin-bottom:14px}
 ol{padding-left:22px}li.video{background:#fff;border-radius:6px;padding:8px 10px;
 margin-bottom:10px;box-shadow:0 1px 2px #0002}
 .head{display:flex;justify-content:space-between;font-size:14px}
-.timeline{position:relative;height:22px;background:#e0e4e8;border-radius:3px;margin-top:6px}
-.moment{position:absolute;top:2px;height:18px;background:#1e88e5;opacity:.75;
-border-radius:2px;cursor:pointer;color:#fff;font-size:11px;text-align:center;line-height:18px}
+.timeline{position:relative;height:34px;background:#e0e4e8;border-radius:3px;margin-top:6px}
+.moment{position:absolute;height:14px;background:#1e88e5;opacity:.75;
+border-radius:2px;cursor:pointer;color:#fff;font-size:10px;text-align:center;line-height:14px}
 .moment.best{background:#e53935;opacity:.9}
 video{width:100%;background:#000}
 </style></head><body>
@@ -73,7 +73,7 @@ form.addEventListener('submit',async e=>{e.preventDefault();err.textContent='';r
    head.querySelector('b').textContent=v.video_id;li.appendChild(head);
    const tl=document.createElement('div');tl.className='timeline';
    v.moments.forEach((m,j)=>{const s=document.createElement('div');s.className='moment'+(j==0?' best':'');
-    s.style.left=(100*m[0]/v.duration)+'%';s.style.width=Math.max(1,100*(m[1]-m[0])/v.duration)+'%';
+    s.style.left=(100*m[0]/v.duration)+'%';s.style.top=(2+16*Math.min(j,1))+'px';s.style.zIndex=100-j;s.style.width=Math.max(1,100*(m[1]-m[0])/v.duration)+'%';
     s.textContent=j+1;s.title=m[0].toFixed(1)+' - '+m[1].toFixed(1)+' s';s.onclick=()=>play(v,m);tl.appendChild(s);});
    li.appendChild(tl);results.appendChild(li);});
  }catch(x){err.textContent='the server did not answer: '+x;status.textContent='';}});
