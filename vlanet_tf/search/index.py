@@ -362,6 +362,12 @@ class Index:
         self.faiss = faiss_index(
             proposals.proposals.reshape(-1, d)[valid].astype(np.float32), flat_limit
         )
+        import faiss
+
+        # One query at a time: FAISS's OpenMP threads would only spin-wait beside
+        # TensorFlow's and slow the cascade (measured: stage 1 of 30k vectors 34 ms
+        # with them, well under 1 ms without). Process-wide, set after the build.
+        faiss.omp_set_num_threads(1)
 
     @classmethod
     def open(cls, index_dir: str, flat_limit: int = FLAT_LIMIT) -> "Index":
