@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Collection sizes.")
 flags.DEFINE_integer("exhaustive_max", 10000, "Largest size the exhaustive run measures.")
 flags.DEFINE_integer("queries", 20, "Timed queries per size.")
-flags.DEFINE_integer("candidates", 100, "N of stage 2.")
+flags.DEFINE_integer("candidates", 50, "N of stage 2.")
 flags.DEFINE_integer("groups", 10, "Segment groups per video.")
 flags.DEFINE_string("output", "benchmarks/results/search.json", "JSON written here.")
 

@@ -133,9 +133,7 @@ def duration_lookup(
     """video id -> seconds: the CSV's `length` (Charades_v1_*.csv: id, length), else the
     dataset's `duration` attribute in the HDF5 file, else None."""
     table = readers.read_charades_durations(durations_csv) if durations_csv else {}
-    h5 = None
-    if not table and os.path.isfile(store.path):
-        h5 = h5py.File(store.path, "r")
+    h5 = h5py.File(store.path, "r") if os.path.isfile(store.path) else None
 
     def lookup(video_id: str) -> float | None:
         if video_id in table:

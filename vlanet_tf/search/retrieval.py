@@ -22,7 +22,7 @@ from vlanet_tf.ranking import rank
 from vlanet_tf.search.index import Index, check_model, read_manifest
 from vlanet_tf.search.model import SearchModel
 
-DEFAULT_CANDIDATES = 100
+DEFAULT_CANDIDATES = 50
 DEFAULT_BATCH = 256
 
 
