@@ -18,6 +18,9 @@ Signatures (B batch, T clips, F feature size, M words, k = --top_k, N surrogates
   the TFLite and ONNX converters).
 - `proposals`: as `serving_default` -> every surrogate: `moments` [B, N, 2], `scores`
   [B, N], `valid` bool [B, N], `similarity` [B], `attention_map` [B, N, M].
+- `encode_query`: `query` string [B] -> `last` float32 [B, D] (w_M, the stage-1 vector
+  of `vlanet_tf.search`), `words` float32 [B, M, D] (Q), `mask` bool [B, M]: the query
+  side alone, so a collection search can run stage 1 beside TF Serving.
 
 Ranking is SPEC §7 inside the graph, `vlanet_tf.ranking.top_moments`: the tie rule of
 `vlanet_tf.ranking.rank` (equal scores keep the lower surrogate index first). When a video has fewer than k valid surrogates
@@ -57,6 +60,7 @@ EXAMPLE_SIGNATURE = "serve_examples"
 TOKENS_SIGNATURE = "serve_tokens"
 SINGLE_SIGNATURE = "serve_tokens_single"
 PROPOSALS_SIGNATURE = "proposals"
+ENCODE_QUERY_SIGNATURE = "encode_query"
 RANKED_OUTPUTS = ("moments", "scores", "similarity", "num_moments")
 PROPOSAL_OUTPUTS = ("moments", "scores", "valid", "similarity", "attention_map")
 
@@ -222,6 +226,24 @@ class VLANetServing(tf.Module):
         def serve_examples(examples):
             return self._ranked(self.parse_examples(examples), check="query")
 
+        @tf.function(input_signature=[query])
+        def encode_query(query):
+            tokens = self.tokens(query)
+            words = tf.reduce_sum(tf.cast(tokens != text.PAD_ID, tf.int32), axis=1)
+            check = tf.debugging.assert_positive(
+                words,
+                message="every query needs at least one word: got one with no word "
+                "left after tokenisation (only [a-z0-9'] count)",
+            )
+            with tf.control_dependencies([check]):
+                tokens = tf.identity(tokens)
+            out = self.network.get_layer("query_encoder")(tokens, training=False)
+            return {
+                "last": tf.cast(out["last"], tf.float32),
+                "words": tf.cast(out["words"], tf.float32),
+                "mask": out["mask"],
+            }
+
         tokens = tf.TensorSpec([None, None], tf.int32, name="query_tokens")
 
         @tf.function(input_signature=[tokens, *video.values()])
@@ -257,6 +279,7 @@ class VLANetServing(tf.Module):
             TOKENS_SIGNATURE: serve_tokens.get_concrete_function(),
             SINGLE_SIGNATURE: serve_tokens_single.get_concrete_function(),
             PROPOSALS_SIGNATURE: proposals.get_concrete_function(),
+            ENCODE_QUERY_SIGNATURE: encode_query.get_concrete_function(),
         }
 
     def parse_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -371,6 +394,7 @@ def save(
             TOKENS_SIGNATURE,
             SINGLE_SIGNATURE,
             PROPOSALS_SIGNATURE,
+            ENCODE_QUERY_SIGNATURE,
         ],
         **dict(info or {}),
     }

@@ -83,6 +83,10 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def keys(self) -> list[str]:
+        """Every stored key, sorted."""
+        return sorted(self._keys)
+
     def resolve(self, video_id: str) -> str | None:
         """The stored key for `video_id`, or None if there is none."""
         for key in candidate_keys(video_id):

@@ -1,0 +1,204 @@
+"""A trained run, cut into the pieces a collection search calls separately.
+
+The index needs only the query-independent video work (`ProposalBuilder`: projected,
+pooled, normalised proposals and their windows); a query needs the query encoder (w_M
+for stage 1, Q for the cascade) and surrogate selection + the cascade
+(`vlanet_tf.model.match`) over cached proposals. All three are the run's own layers,
+taken from its functional network by name, each behind one `tf.function`.
+
+A run is identified by `fingerprint`: the SHA-256 of its config.json and weights file,
+stored in an index so that a query with another model is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from vlanet_tf import text
+from vlanet_tf.data import prepared
+from vlanet_tf.model import match
+from vlanet_tf.run_dir import RunDir
+
+
+def run_fingerprint(config_path: str, weights_path: str) -> str:
+    """SHA-256 (hex) over a run's config.json bytes then its weights file bytes."""
+    digest = hashlib.sha256()
+    for path in (config_path, weights_path):
+        digest.update(os.path.basename(path).encode("utf-8") + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class SearchModel:
+    """The run's layers as three compiled functions (video side, query side, cascade).
+
+    Args:
+      network: the functional VLANet (`VLANet.network`, `build_vlanet`).
+      vocabulary: the training vocabulary (`vlanet_tf.text.Vocabulary`).
+      fingerprint: the run's identity (`run_fingerprint`).
+      max_query_length: tokens kept per query, as in training (None: all).
+      source: where the run came from (stored in the index, for messages).
+    """
+
+    def __init__(
+        self,
+        network: Any,
+        vocabulary: text.Vocabulary,
+        fingerprint: str,
+        max_query_length: int | None = None,
+        source: str = "",
+    ) -> None:
+        self.network = network
+        self.vocabulary = vocabulary
+        self.fingerprint = fingerprint
+        self.max_query_length = max_query_length
+        self.source = source
+        self.query_encoder = network.get_layer("query_encoder")
+        self.proposal_builder = network.get_layer("proposal_builder")
+        self.surrogate_select = network.get_layer("surrogate_select")
+        self.cascade = network.get_layer("cascaded_cross_modal_attention")
+        self.hidden_dim = int(self.proposal_builder.hidden_dim)
+        self.num_scales = int(self.proposal_builder.num_scales)
+        self.feature_dim = int(network.input["video_features"].shape[-1])
+        d, scales = self.hidden_dim, self.num_scales
+        self._videos = tf.function(
+            self._encode_videos,
+            input_signature=[
+                tf.TensorSpec([None, None, self.feature_dim], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None], tf.float32),
+            ],
+        )
+        self._queries = tf.function(
+            self._encode_queries, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+        self._match = tf.function(
+            self._match_one_query,
+            input_signature=[
+                tf.TensorSpec([None, None, scales, d], tf.float16),
+                tf.TensorSpec([None, None, scales, 2], tf.float32),
+                tf.TensorSpec([None, None, scales], tf.bool),
+                tf.TensorSpec([None, d], tf.float32),
+                tf.TensorSpec([None], tf.bool),
+                tf.TensorSpec([d], tf.float32),
+            ],
+        )
+
+    @classmethod
+    def from_run(cls, model_dir: str, checkpoint: str = "best") -> "SearchModel":
+        """A training run's model (`vlanet_tf.run_dir`), its vocabulary and identity."""
+        run_dir = RunDir(model_dir)
+        options = run_dir.load_options()
+        weights = run_dir.weights_path(checkpoint)
+        if not os.path.isfile(weights):
+            raise ValueError(f"checkpoint {checkpoint!r} resolves to {weights!r}: no such file")
+        data_dir = options.run.data_dir
+        vocab_path = os.path.join(data_dir, prepared.VOCAB_FILE)
+        if not os.path.isfile(vocab_path):
+            raise ValueError(
+                f"expected the run's vocabulary at {vocab_path!r} (its data directory), "
+                "found none"
+            )
+        max_query_length = options.run.max_query_length
+        if max_query_length is None:
+            max_query_length = prepared.load_manifest(data_dir).get("max_query_length")
+        model = run_dir.load_model(weights, options)
+        return cls(
+            model.network,
+            text.Vocabulary.load(vocab_path),
+            run_fingerprint(run_dir.config_path, weights),
+            max_query_length,
+            source=os.path.abspath(model_dir),
+        )
+
+    # ------------------------------------------------------------------ graph parts
+
+    def _encode_videos(self, features, length, duration):
+        out = self.proposal_builder(
+            {"video_features": features, "video_length": length, "duration": duration},
+            training=False,
+        )
+        return {
+            "proposals": tf.cast(out["proposals"], tf.float16),
+            "windows": out["windows"],
+            "mask": out["mask"],
+        }
+
+    def _encode_queries(self, sentences):
+        ids = self.vocabulary.encode(sentences, max_length=self.max_query_length)
+        tokens = ids.to_tensor(text.PAD_ID)
+        out = self.query_encoder(tokens, training=False)
+        return {
+            "last": tf.cast(out["last"], tf.float32),
+            "words": tf.cast(out["words"], tf.float32),
+            "mask": out["mask"],
+            "num_words": tf.reduce_sum(tf.cast(out["mask"], tf.int32), axis=1),
+        }
+
+    def _match_one_query(self, proposals, windows, mask, words, word_mask, last):
+        n = tf.shape(proposals)[0]
+        query = {
+            "words": tf.repeat(words[None], n, axis=0),
+            "mask": tf.repeat(word_mask[None], n, axis=0),
+            "last": tf.repeat(last[None], n, axis=0),
+        }
+        video = {
+            "proposals": tf.cast(proposals, self.proposal_builder.compute_dtype),
+            "windows": windows,
+            "mask": mask,
+        }
+        out = match(self.surrogate_select, self.cascade, video, query)
+        return {
+            "similarity": tf.cast(out["similarity"], tf.float32),
+            "scores": tf.cast(out["scores"], tf.float32),
+            "moments": out["moments"],
+            "valid": out["valid"],
+        }
+
+    # ------------------------------------------------------------------- NumPy side
+
+    def encode_videos(
+        self, features: np.ndarray, length: np.ndarray, duration: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Zero-padded features [B, T, F] -> proposals f16 [B, K, L, D], windows, mask."""
+        out = self._videos(
+            tf.constant(features, tf.float32),
+            tf.constant(length, tf.int32),
+            tf.constant(duration, tf.float32),
+        )
+        return {k: v.numpy() for k, v in out.items()}
+
+    def encode_query(self, sentence: str) -> dict[str, np.ndarray]:
+        """One sentence -> `last` (w_M) [D], `words` (Q) [M, D], `mask` [M]."""
+        out = self._queries(tf.constant([sentence]))
+        if int(out["num_words"][0]) == 0:
+            raise ValueError(
+                f"the query {sentence!r} has no word left after tokenisation "
+                "(only [a-z0-9'] count)"
+            )
+        return {k: out[k].numpy()[0] for k in ("last", "words", "mask")}
+
+    def match(
+        self,
+        proposals: np.ndarray,
+        windows: np.ndarray,
+        mask: np.ndarray,
+        query: dict[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """The cascade of one encoded query against N videos' cached proposals."""
+        out = self._match(
+            tf.constant(proposals, tf.float16),
+            tf.constant(windows, tf.float32),
+            tf.constant(mask, tf.bool),
+            tf.constant(query["words"], tf.float32),
+            tf.constant(query["mask"], tf.bool),
+            tf.constant(query["last"], tf.float32),
+        )
+        return {k: v.numpy() for k, v in out.items()}

@@ -1,0 +1,151 @@
+"""Two-stage retrieval over an index: FAISS MIPS on w_M, then the cascade on the top N.
+
+Stage 1 needs no cascade: the query's w_M (QueryEncoder `last`) against every cached
+proposal by maximum inner product (the eq. 3 cosine that picks surrogates; both are
+unit vectors), each video scored by the max over its proposals. Stage 2 runs surrogate
+selection and the cascade (`vlanet_tf.model.match`, the run's layers) on the N best
+videos in batches, from the cached proposals, and ranks them by c (eq. 13); each
+video's moments are ranked by `vlanet_tf.ranking.rank`. `exhaustive=True` runs the
+cascade on every video instead (the reference the two-stage ranking is checked
+against).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from vlanet_tf.ranking import rank
+from vlanet_tf.search.index import Index, check_model, read_manifest
+from vlanet_tf.search.model import SearchModel
+
+DEFAULT_CANDIDATES = 50
+DEFAULT_BATCH = 256
+
+
+@dataclasses.dataclass
+class VideoHit:
+    video_id: str
+    similarity: float  # c of eq. 13
+    stage1: float | None  # max_p <w_M, p> (None in exhaustive mode)
+    duration: float
+    moments: list[list[float]]  # [start, end, score], best first, seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    query: str
+    videos: list[VideoHit]
+    timings_ms: dict[str, float]
+    candidates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "videos": [v.to_dict() for v in self.videos],
+            "timings_ms": self.timings_ms,
+            "candidates": self.candidates,
+        }
+
+
+class Searcher:
+    """Queries one index with the model it was built with.
+
+    Args:
+      index: an opened `Index`.
+      model: the `SearchModel` of the run that built it (checked by fingerprint).
+      candidates: N, the videos stage 1 hands to the cascade.
+      batch_size: videos per cascade call.
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        model: SearchModel,
+        candidates: int = DEFAULT_CANDIDATES,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        check_model(index.manifest, model, "(opened index)")
+        self.index = index
+        self.model = model
+        self.candidates = int(candidates)
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: str,
+        model_dir: str | None = None,
+        checkpoint: str = "best",
+        **kwargs: Any,
+    ) -> "Searcher":
+        """The index at `index_dir` with its run (`model_dir`, default: the one it names)."""
+        manifest = read_manifest(index_dir)
+        model = SearchModel.from_run(model_dir or manifest["model"]["source"], checkpoint)
+        check_model(manifest, model, index_dir)
+        return cls(Index.open(index_dir), model, **kwargs)
+
+    def _cascade(self, videos: np.ndarray, query: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        parts = []
+        for start in range(0, len(videos), self.batch_size):
+            batch = videos[start : start + self.batch_size]
+            proposals, windows, mask = self.index.data.padded(batch)
+            parts.append(self.model.match(proposals, windows, mask, query))
+        similarity = np.concatenate([p["similarity"] for p in parts])
+        per_video = []
+        for p in parts:
+            for i in range(p["similarity"].shape[0]):
+                per_video.append((p["scores"][i], p["moments"][i], p["valid"][i]))
+        return {"similarity": similarity, "rows": per_video}
+
+    def search(
+        self,
+        query: str,
+        top_videos: int = 10,
+        top_moments: int = 5,
+        exhaustive: bool = False,
+        candidates: int | None = None,
+    ) -> SearchResult:
+        """Videos ranked by c, each with its `top_moments` moments in seconds."""
+        if not query or not query.strip():
+            raise ValueError("the query is empty; type a sentence describing a moment")
+        times = {}
+        t0 = time.perf_counter()
+        encoded = self.model.encode_query(query)
+        t1 = time.perf_counter()
+        times["encode_query"] = (t1 - t0) * 1e3
+        if exhaustive:
+            videos = np.arange(self.index.num_videos)
+            stage1 = None
+        else:
+            n = max(candidates or self.candidates, top_videos)
+            videos, stage1 = self.index.top_videos(encoded["last"], n)
+        t2 = time.perf_counter()
+        times["stage1"] = (t2 - t1) * 1e3
+        scored = self._cascade(videos, encoded)
+        t3 = time.perf_counter()
+        times["cascade"] = (t3 - t2) * 1e3
+        # Ties keep stage 1's order (or the index order): a stable sort on -c.
+        order = np.argsort(-scored["similarity"], kind="stable")[:top_videos]
+        hits = []
+        for i in order:
+            v = int(videos[i])
+            scores, moments, valid = scored["rows"][i]
+            hits.append(
+                VideoHit(
+                    str(self.index.data.video_ids[v]),
+                    float(scored["similarity"][i]),
+                    None if stage1 is None else float(stage1[i]),
+                    float(self.index.data.durations[v]),
+                    rank(scores, moments, valid, top_moments),
+                )
+            )
+        times["rank"] = (time.perf_counter() - t3) * 1e3
+        times["total"] = (time.perf_counter() - t0) * 1e3
+        return SearchResult(query, hits, times, len(videos))
