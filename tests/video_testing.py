@@ -47,3 +47,53 @@ def write_video(path: Path, seconds: float, fps: int = 24, size: int = 32,
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def own_videos(root: Path, num_videos: int, seconds: float = 20.0, fps: int = 12,
+               size: int = 32, seed: int = 0) -> list[dict]:
+    """`num_videos` encoded videos under root/videos, each showing one coloured shape for
+    8-10 s at a random time; returns one annotation row per video (video, sentence,
+    start, end)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(num_videos):
+        colour = list(COLOURS)[i % len(COLOURS)]
+        shape = SHAPES[(i // len(COLOURS)) % len(SHAPES)]
+        length = float(rng.uniform(8, 10))
+        start = float(np.round(rng.uniform(0, seconds - length), 1))
+        end = round(start + length, 1)
+        video_id = f"clip{i:03d}"
+        write_video(folder / f"{video_id}.mp4", seconds, fps, size, shape, colour,
+                    (start, end))
+        rows.append({"video": video_id, "sentence": f"the {colour} {shape} appears",
+                     "start": start, "end": end})
+    return rows
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def write_word_vectors(path: Path, dim: int = 8, seed: int = 0) -> Path:
+    """A GloVe-format text file covering the sentences' words."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "a", "appears", "shows", *COLOURS, *SHAPES]
+    with open(path, "w", encoding="utf-8") as f:
+        for word in words:
+            f.write(word + " " + " ".join(f"{v:.4f}" for v in rng.normal(size=dim)) + "\n")
+    return path
+
+
+def tiny_weights(path: Path, image_size: int = 32) -> Path:
+    """A randomly initialised tiny_cnn saved with save_weights (the test backbone)."""
+    from vlanet_tf.video import backbones
+
+    backbones.tiny_cnn(image_size).save_weights(str(path))
+    return path

@@ -20,7 +20,7 @@ DECODE_ERROR = "decode_error"
 REASONS = (UNREADABLE, NO_VIDEO_STREAM, ZERO_FRAMES, SHORTER_THAN_CLIP, DECODE_ERROR)
 
 
-class VideoError(Exception):
+class VideoError(ValueError):
     """A video that yields no features; `reason` is one of REASONS."""
 
     def __init__(self, reason: str, path: str, detail: str = ""):

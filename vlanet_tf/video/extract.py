@@ -29,12 +29,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 import numpy as np
 
 from vlanet_tf import files
-from vlanet_tf.data.features import VIDEO_EXTENSIONS
+from vlanet_tf.data.features import EXTRACTOR_ATTR, VIDEO_EXTENSIONS
 from vlanet_tf.video import decode
 from vlanet_tf.video.decode import VideoError
 from vlanet_tf.video.extractor import Extractor, ExtractorSpec, check_same
 
-EXTRACTOR_ATTR = "vlanet_extractor"
 CHARADES_COLUMNS = ("id", "subject", "scene", "quality", "relevance", "verified", "script",
                     "objects", "descriptions", "actions", "length")
 
