@@ -15,7 +15,7 @@ output folder), then `--merge --num_shards=n`. The library part is vlanet_tf.vid
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import app, flags
 
@@ -45,7 +45,8 @@ def define_flags() -> None:
     flags.mark_flag_as_required("output")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str], on_rows: Callable[[str, int], None] | None = None) -> None:
+    """The main; `on_rows(video_id, clips written)` is passed to extract_store (hooks)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
     if FLAGS.merge:
@@ -64,7 +65,9 @@ def main(argv: Sequence[str]) -> None:
     )
     print(f"extractor: {extractor.spec.describe()}", file=sys.stderr, flush=True)
     try:
-        extract.extract_store(videos, extractor, output, FLAGS.batch_size, FLAGS.strict)
+        extract.extract_store(
+            videos, extractor, output, FLAGS.batch_size, FLAGS.strict, on_rows=on_rows
+        )
     except extract.ExtractionError as error:
         sys.exit(f"error (--strict): {error}")
 

@@ -97,3 +97,30 @@ def tiny_weights(path: Path, image_size: int = 32) -> Path:
 
     backbones.tiny_cnn(image_size).save_weights(str(path))
     return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """A container with one audio stream and no video stream."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path
+
+
+def write_zero_frames(path: Path) -> Path:
+    """A container (AVI) with a video stream that holds no frame."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=24)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        container.start_encoding()
+    return path
