@@ -199,26 +199,31 @@ def test_another_extractor_is_refused_naming_both(tmp_path, weights, extractor):
     assert ExtractorSpec.from_dict(json.loads(extractor.spec.to_json())) == extractor.spec
 
 
-@pytest.mark.parametrize("name,dim", [("mobilenet_v3_small", 576), ("vgg16_fc7", 4096)])
+@pytest.mark.parametrize(
+    "name,dim",
+    [("mobilenet_v3_small", 576), pytest.param("vgg16_fc7", 4096, marks=pytest.mark.slow)],
+)
 def test_keras_applications_backbone_loads_weights_from_a_file(tmp_path, name, dim):
-    first, _ = backbones.build(name, str(_saved(tmp_path, name)), image_size=32)
-    again, _ = backbones.build(name, str(tmp_path / f"{name}.weights.h5"), image_size=32)
-    assert first.output_shape[-1] == dim
-    assert backbones.weights_sha256(first) == backbones.weights_sha256(again)
-    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(first(images), again(images), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="could not load"):
-        backbones.build(name, str(tmp_path / "missing.weights.h5"), image_size=32)
-
-
-def _saved(tmp_path, name):
+    """The keras.applications path with weights=PATH, at a tiny input (ImageNet weights
+    cannot be downloaded here)."""
     import keras
 
     keras.utils.set_random_seed(0)
-    model = backbones._application(name, 32, None)
-    path = tmp_path / f"{name}.weights.h5"
-    model.save_weights(str(path))
-    return path
+    saved = backbones._application(name, 32, None)
+    path = str(tmp_path / f"{name}.weights.h5")
+    saved.save_weights(path)
+    loaded, _ = backbones.build(name, path, image_size=32)
+    assert loaded.output_shape[-1] == dim
+    assert backbones.weights_sha256(loaded) == backbones.weights_sha256(saved)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(saved(images), loaded(images), rtol=1e-5, atol=1e-5)
+
+
+def test_weights_file_that_does_not_fit_is_refused(tmp_path, weights):
+    with pytest.raises(ValueError, match="could not load"):
+        backbones.build("tiny_cnn", str(tmp_path / "missing.weights.h5"), image_size=32)
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        backbones.build("tiny_cnn", backbones.IMAGENET, image_size=32)
 
 
 def test_custom_annotations_jsonl_and_csv(tmp_path):
