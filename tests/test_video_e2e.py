@@ -104,6 +104,19 @@ def test_extractor_travels_with_data_run_and_export(smoke):
     assert own["manifest"]["dataset"] == "charades_sta"  # scored like Charades-STA
     assert RunDir(str(own["root"] / "model")).extractor() == recorded
     assert serving.read_export_info(own["saved_model"])["extractor"] == recorded
+    # predict --video's extraction is the offline one, value for value.
+    import h5py
+
+    from vlanet_tf import predict
+
+    row = own["rows"][-1]
+    features, duration = predict.extract_with(
+        serving.read_export_info(own["saved_model"])["extractor"],
+        str(own["root"] / "videos" / f"{row['video']}.mp4"), own["weights"],
+    )
+    with h5py.File(own["features"]) as f:
+        np.testing.assert_array_equal(features, f[row["video"]][()])
+        assert duration == f[row["video"]].attrs["duration"] == pytest.approx(20.0)
     # The progress display and the summary.
     n = len(own["rows"])
     assert f"[{n}/{n}]" in own["extract_stderr"]
