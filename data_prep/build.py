@@ -34,7 +34,10 @@ from vlanet_tf.data import readers
 from vlanet_tf.data.prepared import EMBEDDINGS_FILE, MANIFEST_FILE, VOCAB_FILE
 from vlanet_tf.data.readers import QueryRecord, SkipCounter
 
-DATASETS = ("charades_sta", "didemo")
+DATASETS = ("charades_sta", "didemo", "custom")
+# The evaluation protocol (the manifest's `dataset`): own videos are scored like
+# Charades-STA (R@n at IoU thresholds, sliding-window proposals).
+PROTOCOL = {"custom": "charades_sta"}
 STATE_FILE = ".build_state.json"
 # Within a long shard, a progress line at most this often.
 PROGRESS_SECONDS = 10.0
@@ -173,6 +176,8 @@ def read_annotations(
                 f"{d}: expected charades_sta_train.txt and Charades_v1_train.csv"
             )
         carve_from = "train"
+    elif options.dataset == "custom":
+        return _read_custom(options)
     else:
         for split in ("train", "val", "test"):
             path = os.path.join(d, f"{split}_data.json")
@@ -203,6 +208,51 @@ def read_annotations(
             f"val = videos of the training source whose sha256(video id) falls below "
             f"val_fraction={options.val_fraction}; reader skips are counted under train"
         )
+    return records, counters, files, notes
+
+
+def _read_custom(options: BuildOptions):
+    """Own videos: {train,val,test}.{jsonl,csv} in annotations_dir; durations from its
+    durations.csv, else the `{stem}_durations.csv` extract_features wrote beside
+    --features. Sentences without a moment train only: their videos stay in train."""
+    d, strict = options.annotations_dir, options.strict
+    durations_csv = os.path.join(d, "durations.csv")
+    if not os.path.isfile(durations_csv):
+        durations_csv = os.path.splitext(options.features)[0] + "_durations.csv"
+    if not os.path.isfile(durations_csv):
+        raise ValueError(
+            f"custom: expected {os.path.join(d, 'durations.csv')} or {durations_csv} "
+            "(written by data_prep.extract_features), found neither"
+        )
+    durations = readers.read_charades_durations(durations_csv)
+    records, counters, files, notes = {}, {}, {"durations": durations_csv}, []
+    for split in ("train", "val", "test"):
+        for ext in (".jsonl", ".csv"):
+            path = os.path.join(d, split + ext)
+            if os.path.isfile(path):
+                files[f"{split}_annotations"] = path
+                records[split], counters[split] = readers.read_custom(path, durations, strict)
+                break
+    if "train" not in records:
+        raise ValueError(f"{d}: custom needs train.jsonl or train.csv")
+    for split in ("val", "test"):
+        if split in records:
+            unscored = [r for r in records[split] if not r.annotated]
+            for r in unscored:
+                counters[split].skip(readers.NO_MOMENTS, r.query_id)
+            records[split] = [r for r in records[split] if r.annotated]
+    if "val" not in records:
+        train, val = carve_val(records["train"], options.val_fraction)
+        unannotated = {r.video_id for r in val if not r.annotated}
+        records["train"] = train + [r for r in val if r.video_id in unannotated]
+        records["val"] = [r for r in val if r.video_id not in unannotated]
+        counters["val"] = SkipCounter(strict=strict)
+        notes.append(
+            f"val = videos of train.* whose sha256(video id) falls below "
+            f"val_fraction={options.val_fraction}, except videos with a sentence without "
+            "a moment; reader skips are counted under train"
+        )
+    notes.append("custom: scored like Charades-STA (R@n at IoU thresholds)")
     return records, counters, files, notes
 
 
@@ -343,6 +393,7 @@ def build(
         keys = {store.resolve(v) for s in splits for v in groups[s]} - {None}
         shapes = {k: store.shape(k) for k in sorted(keys)}
         feature_dim = _common_feature_dim(shapes)
+        extractor = store.extractor()
         if feature_dim is None:
             raise ValueError(
                 f"--features={options.features!r}: none of the annotated videos has "
@@ -504,7 +555,9 @@ def build(
         total.update(counters[s])
     manifest = {
         "schema_version": schema.SCHEMA_VERSION,
-        "dataset": options.dataset,
+        "dataset": PROTOCOL.get(options.dataset, options.dataset),
+        # The ExtractorSpec of vlanet_tf.video (None: features of unknown origin).
+        "extractor": extractor,
         "splits": split_info,
         **total.to_dict(),
         "count_unit": "sentences",
@@ -552,8 +605,8 @@ def _define_flags() -> None:
     flags.DEFINE_string(
         "annotations_dir",
         None,
-        "Folder with charades_sta_{train,test}.txt + Charades_v1_{train,test}.csv, or "
-        "DiDeMo {train,val,test}_data.json.",
+        "Folder with charades_sta_{train,test}.txt + Charades_v1_{train,test}.csv, "
+        "DiDeMo {train,val,test}_data.json, or custom {train,val,test}.{jsonl,csv}.",
     )
     flags.DEFINE_string(
         "features", None, "HDF5 file with one [T, F] dataset per video, or a .npy folder."

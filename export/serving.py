@@ -443,5 +443,10 @@ def export_run(
         module,
         export_base,
         version,
-        info={"model_dir": os.path.abspath(model_dir), "weights": os.path.abspath(weights)},
+        info={
+            "model_dir": os.path.abspath(model_dir),
+            "weights": os.path.abspath(weights),
+            # predict --video extracts with exactly this (vlanet_tf.video).
+            "extractor": RunDir(model_dir).extractor(),
+        },
     )

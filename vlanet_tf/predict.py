@@ -10,6 +10,11 @@ object with `--json`. `--plot` draws SPEC §10's timeline from the `proposals`
 signature: every surrogate coloured by its attention weight, the top-2 predictions and,
 with `--ground_truth`, the annotated moment.
 
+Or `--video=clip.mp4` (no --features, --duration): the clip features are extracted with
+exactly the extractor the model was trained on (recorded in the export; a weights file
+is passed with --extractor_weights and its hash checked), and the duration is the
+video's. Features recorded as coming from another extractor are refused.
+
 `--features` is an HDF5 file (one [T, F] dataset per video id), a folder of per-video
 `.npy` files, or a single `.npy` file (then `--video_id` is only a label). `--duration`
 is the video's length in seconds; the model spreads the clips evenly over it.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,7 +32,14 @@ from absl import app, flags
 
 from vlanet_tf import flags as vflags
 
-from vlanet_tf.serving_io import batch_inputs, format_moments, load_features, ranked_moments
+from vlanet_tf.serving_io import (
+    batch_inputs,
+    export_extractor,
+    features_extractor,
+    format_moments,
+    load_features,
+    ranked_moments,
+)
 
 FLAGS = flags.FLAGS
 
@@ -77,10 +90,29 @@ def predict(
     return result
 
 
+def extract_with(
+    extractor: dict[str, Any] | None, video: str, weights: str | None = None
+) -> tuple[np.ndarray, float]:
+    """(features [T, F], duration) of a video file, by the export's recorded extractor."""
+    if extractor is None:
+        raise ValueError(
+            "the export records no feature extractor (its data directory was not built "
+            "from data_prep.extract_features output): pass --features and --duration"
+        )
+    from vlanet_tf.video.extract import extract_video
+    from vlanet_tf.video.extractor import Extractor
+
+    return extract_video(video, Extractor.from_spec(extractor, weights))
+
+
 def define_flags() -> None:
     flags.DEFINE_string("saved_model", None, "An exported version folder, e.g. E/1.")
     flags.DEFINE_string("features", None, "HDF5 file, folder of .npy files, or one .npy.")
     flags.DEFINE_string("video_id", None, "Video whose features to read.")
+    flags.DEFINE_string("video", None, "A video file: extract with the model's extractor.")
+    flags.DEFINE_string(
+        "extractor_weights", None, "The extractor's weights file (when not 'imagenet')."
+    )
     flags.DEFINE_float("duration", None, "Video length in seconds.")
     flags.DEFINE_string("query", None, "The sentence to ground.")
     flags.DEFINE_integer("top_k", 5, "Moments to print (at most the exported k).")
@@ -92,7 +124,8 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
-    for name in ("saved_model", "features", "query", "duration"):
+    required = ("saved_model", "query") + (() if FLAGS.video else ("features", "duration"))
+    for name in required:
         if FLAGS[name].value is None:
             raise app.UsageError(f"--{name} is required")
     truth: list[list[float]] = []
@@ -100,11 +133,24 @@ def main(argv: Sequence[str]) -> None:
         if len(FLAGS.ground_truth) != 2:
             raise app.UsageError(f"--ground_truth must be start,end, got {FLAGS.ground_truth}")
         truth = [[float(v) for v in FLAGS.ground_truth]]
-    features = load_features(FLAGS.features, FLAGS.video_id)
+    trained_on = export_extractor(FLAGS.saved_model)
+    source = FLAGS.video or FLAGS.features
+    video_id = FLAGS.video_id or os.path.splitext(os.path.basename(source))[0]
+    try:
+        if FLAGS.video:
+            features, duration = extract_with(trained_on, FLAGS.video, FLAGS.extractor_weights)
+        else:
+            from vlanet_tf.video.extractor import check_same
+
+            where = f"the features in {FLAGS.features}"
+            check_same(trained_on, features_extractor(FLAGS.features), where)
+            features, duration = load_features(FLAGS.features, FLAGS.video_id), FLAGS.duration
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     result = predict(
         FLAGS.saved_model,
         features,
-        FLAGS.duration,
+        duration,
         FLAGS.query,
         FLAGS.top_k,
         with_proposals=bool(FLAGS.plot),
@@ -117,15 +163,15 @@ def main(argv: Sequence[str]) -> None:
             proposals["moments"],
             proposals["scores"],
             proposals["valid"],
-            FLAGS.duration,
+            duration,
             predictions=result["moments"],
             ground_truth=truth,
-            title=f'"{FLAGS.query}" ({FLAGS.video_id or os.path.basename(FLAGS.features)})',
+            title=f'"{FLAGS.query}" ({video_id})',
         )
         with open(FLAGS.plot, "wb") as f:
             f.write(png)
     if FLAGS.json:
-        record = {"video_id": FLAGS.video_id, "query": FLAGS.query, **result}
+        record = {"video_id": FLAGS.video_id if FLAGS.features else video_id, "query": FLAGS.query, "duration": duration, **result}
         print(json.dumps(record))
     else:
         print(format_moments(result["moments"], result["similarity"]))

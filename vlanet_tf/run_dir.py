@@ -52,6 +52,14 @@ class RunOptions:
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def _data_extractor(data_dir: str | None) -> dict[str, Any] | None:
+    from vlanet_tf.data import prepared
+
+    if not data_dir or not os.path.isfile(os.path.join(data_dir, prepared.MANIFEST_FILE)):
+        return None
+    return prepared.load_manifest(data_dir).get("extractor")
+
+
 class RunDir:
     """A training run's directory (layout in the module docstring)."""
 
@@ -137,6 +145,9 @@ class RunDir:
                 "run": run.to_dict(),
                 "data_dir": run.data_dir,
                 "flags": dict(flag_values or {}),
+                # How the training features were extracted (vlanet_tf.video; None if
+                # the data directory does not say), so that predict can extract alike.
+                "extractor": _data_extractor(run.data_dir),
             },
         )
         return self.config_path
@@ -163,6 +174,12 @@ class RunDir:
         if max_query_length is not None:
             run["max_query_length"] = max_query_length
         return RunOptions(model, train, RunConfig.from_dict(run), saved.get("flags", {}))
+
+    def extractor(self) -> dict[str, Any] | None:
+        """The feature extractor recorded at training time (None: unknown)."""
+        if not self.has_options():
+            return None
+        return files.read_json(self.config_path).get("extractor")
 
     # ---------------------------------------------------------------------- weights
 

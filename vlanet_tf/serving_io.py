@@ -31,6 +31,29 @@ def load_features(path: str, video_id: str | None) -> np.ndarray:
     return array
 
 
+# Written by export/serving.py beside the SavedModel.
+EXPORT_INFO = os.path.join("assets.extra", "vlanet_export.json")
+
+
+def export_extractor(saved_model_dir: str) -> dict | None:
+    """The feature extractor an export's model was trained on (None: not recorded)."""
+    import json
+
+    path = os.path.join(saved_model_dir, EXPORT_INFO)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("extractor")
+
+
+def features_extractor(path: str) -> dict | None:
+    """The extractor recorded in a feature file (None: a .npy or unknown origin)."""
+    if path.endswith(".npy") or not os.path.isfile(path):
+        return None
+    with FeatureStore(path) as store:
+        return store.extractor()
+
+
 def batch_inputs(
     queries: Sequence[str],
     features: Sequence[np.ndarray],

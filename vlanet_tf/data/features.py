@@ -22,6 +22,8 @@ NONFINITE_FEATURES = "nonfinite_features"
 EMPTY_FEATURES = "zero_length_features"
 BAD_FEATURE_SHAPE = "bad_feature_shape"
 FEATURE_DIM_MISMATCH = "feature_dim_mismatch"
+# File attribute of an HDF5 store written by vlanet_tf.video: the ExtractorSpec as JSON.
+EXTRACTOR_ATTR = "vlanet_extractor"
 
 
 def candidate_keys(video_id: str) -> Iterator[str]:
@@ -93,6 +95,14 @@ class FeatureStore:
             if key in self._keys:
                 return key
         return None
+
+    def extractor(self) -> dict | None:
+        """The extractor the features were written with (None: unknown origin)."""
+        if self._h5 is None or EXTRACTOR_ATTR not in self._h5.attrs:
+            return None
+        import json
+
+        return json.loads(self._h5.attrs[EXTRACTOR_ATTR])
 
     def _dataset(self, key: str):
         node = self._h5[key]

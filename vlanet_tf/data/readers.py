@@ -36,6 +36,7 @@ NO_MOMENTS = "no_moments"
 # Reasons that keep a sentence.
 END_CLIPPED = "end_after_duration_clipped"
 NAME_WITHOUT_EXTENSION = "video_name_without_extension"
+WHOLE_VIDEO_PLACEHOLDER = "no_moment_whole_video_placeholder"
 
 
 def annotators_reason(n: int) -> str:
@@ -128,6 +129,7 @@ class QueryRecord:
     duration: float
     moments: list[tuple[float, float]]
     segments: list[tuple[int, int]] | None = None
+    annotated: bool = True  # False: custom sentence without a moment (training only)
 
 
 def read_charades_durations(csv_path: str | os.PathLike) -> dict[str, float]:
@@ -311,3 +313,71 @@ def group_by_video(records: Iterable[QueryRecord]) -> dict[str, list[QueryRecord
     for record in records:
         groups[record.video_id].append(record)
     return {vid: groups[vid] for vid in sorted(groups)}
+
+
+def read_custom(
+    path: str | os.PathLike, durations: dict[str, float], strict: bool = False
+) -> tuple[list[QueryRecord], SkipCounter]:
+    """Reads an own-videos annotation file: JSONL or CSV with `video`, `sentence` and,
+    optionally, `start` and `end` seconds (used only for evaluation).
+
+    A sentence without start/end gets the placeholder moment (0, duration), counted under
+    `no_moment_whole_video_placeholder`: it trains (weak supervision needs no moment)
+    but is never scored. Query ids are `{video}_{line number}`.
+    """
+    path = os.fspath(path)
+    counter = SkipCounter(strict=strict)
+    records = []
+    with open(path, newline="", encoding="utf-8") as f:
+        if path.endswith(".csv"):
+            rows = [(i, row) for i, row in enumerate(csv.DictReader(f), start=2)]
+        else:
+            rows = []
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((i, json.loads(line)))
+                except json.JSONDecodeError:
+                    rows.append((i, None))
+    for line_number, row in rows:
+        where = f"{os.path.basename(path)}:{line_number}"
+        if not isinstance(row, dict) or not row.get("video") or not isinstance(
+            row.get("sentence"), str
+        ):
+            counter.skip(MALFORMED_LINE, where)
+            continue
+        video, sentence = str(row["video"]), row["sentence"].strip()
+        query_id = f"{video}_{line_number}"
+        if video not in durations:
+            counter.skip(MISSING_DURATION, query_id)
+            continue
+        duration = durations[video]
+        if not words(sentence):
+            counter.skip(EMPTY_SENTENCE, query_id)
+            continue
+        start, end = row.get("start"), row.get("end")
+        if start in (None, "") or end in (None, ""):
+            counter.adjust(WHOLE_VIDEO_PLACEHOLDER, query_id)
+            records.append(QueryRecord(query_id, video, sentence, duration,
+                                       [(0.0, duration)], annotated=False))
+            continue
+        try:
+            start, end = float(start), float(end)
+        except (TypeError, ValueError):
+            counter.skip(MALFORMED_LINE, where)
+            continue
+        if start < 0 or end < 0:
+            counter.skip(NEGATIVE_TIME, query_id)
+            continue
+        if start > end:
+            counter.skip(START_AFTER_END, query_id)
+            continue
+        if start >= duration:
+            counter.skip(START_AFTER_DURATION, query_id)
+            continue
+        if end > duration:
+            counter.adjust(END_CLIPPED, query_id)
+            end = duration
+        records.append(QueryRecord(query_id, video, sentence, duration, [(start, end)]))
+    return records, counter
