@@ -597,14 +597,13 @@ def main(argv: Sequence[str]) -> None:
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        build(options_from_flags(flags.FLAGS))
-    except readers.SkipError as e:
-        sys.exit(f"error: {e}")
+    build(options_from_flags(flags.FLAGS))
 
 
 if __name__ == "__main__":
     from absl import app
 
+    from vlanet_tf.flags import one_line_errors
+
     _define_flags()
-    app.run(main)
+    app.run(one_line_errors(main))
