@@ -40,7 +40,7 @@ ceil(duration / stride), whatever T is), T > `MAX_CLIPS`, a query longer than
 `MAX_QUERY_WORDS` tokens, and (`serve_tokens`) a token id outside [0, vocab_size) are
 refused with InvalidArgumentError. The largest per-request tensors are then the
 video self-attention [B, K, K] and the proposals [B, K·L, D]: at most
-MAX_BATCH · MAX_SEGMENT_GROUPS² · 4 bytes = 256 MiB for the attention (README,
+MAX_BATCH · MAX_SEGMENT_GROUPS² · 4 bytes = 1 GiB for the attention (README,
 "Serving limits").
 """
 
@@ -85,8 +85,8 @@ EXAMPLE_SPEC = {
 
 
 # Per-request bounds (module docstring); the README states the memory they imply.
-MAX_BATCH = 256
-MAX_SEGMENT_GROUPS = 512
+MAX_BATCH = 64
+MAX_SEGMENT_GROUPS = 2048
 MAX_CLIPS = 4096
 MAX_QUERY_WORDS = 128
 

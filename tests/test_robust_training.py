@@ -163,3 +163,58 @@ def test_case4_evaluate_and_export_refuse_another_vocabulary(data_dir, tmp_path)
     assert run_dir.load_options(data_dir=str(data_dir)).run.data_dir == str(data_dir)
     with pytest.raises(ValueError, match=rf"{re.escape(str(other))} is not the data .*vocabulary_sha256"):
         run_dir.load_options(data_dir=str(other))
+
+
+# ------------------------------------------- a kill at every checkpoint stage in turn
+
+STAGES = (
+    "config.json",
+    "best.weights.h5",
+    "best.json",
+    "epoch-001.weights.h5",
+    "latest.weights.h5",
+    "training_metadata.json",
+)
+
+
+def _weights(path):
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+        )
+    return out
+
+
+@pytest.mark.slow
+def test_killed_at_every_checkpoint_stage_ends_like_an_uninterrupted_run(data_dir, tmp_path):
+    def args(model_dir):
+        return [
+            f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}",
+            "--epochs=3",
+            "--steps_per_epoch=2",
+            *training_testing.TINY_FLAGS,
+        ]
+
+    straight = tmp_path / "straight"
+    done = training_testing.run_train(args(straight))
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = tmp_path / "killed"
+    for stage in STAGES:
+        run = training_testing.run_hooked_train(args(killed) + [f"--kill_at_write={stage}"])
+        assert run.returncode == -9, (stage, run.stderr[-3000:])
+        assert f"killed while writing" in run.stdout, stage
+    finished = training_testing.run_train(args(killed))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    want = _weights(RunDir(str(straight)).checkpoint_path(3))
+    got = _weights(RunDir(str(killed)).checkpoint_path(3))
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6, err_msg=name)
+    # Nothing half-written is left under a real name.
+    for root, _, names in os.walk(killed):
+        for name in names:
+            assert os.path.getsize(os.path.join(root, name)) > 0 or name.endswith(".csv"), name
