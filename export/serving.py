@@ -477,5 +477,10 @@ def export_run(
         module,
         export_base,
         version,
-        info={"model_dir": os.path.abspath(model_dir), "weights": os.path.abspath(weights)},
+        info={
+            "model_dir": os.path.abspath(model_dir),
+            "weights": os.path.abspath(weights),
+            # What the run was trained on (model, vocabulary and data hashes).
+            "fingerprint": RunDir(model_dir).saved_fingerprint(),
+        },
     )
