@@ -252,17 +252,17 @@ def saved_run_options(flag_values: flags.FlagValues, model_dir: str) -> RunOptio
 
 
 
+# Raised by the library for a user's mistake besides ValueError and OSError; matched by
+# name so that this module imports neither training nor TensorFlow (no import cycle).
+USER_ERROR_NAMES = ("NonFiniteLoss", "SkipError", "DataLossError", "InvalidArgumentError")
+
+
 def _is_user_error(error: BaseException) -> bool:
     """A bad file or line, a mismatch, a refused request or a non-finite loss: the
     library raises these with the file (and line or shard) in the message."""
-    import tensorflow as tf
-
-    from vlanet_tf.callbacks import NonFiniteLoss
-    from vlanet_tf.data.readers import SkipError
-
-    return isinstance(
-        error, (ValueError, OSError, SkipError, NonFiniteLoss, tf.errors.DataLossError)
-    )
+    if isinstance(error, (ValueError, OSError)):
+        return True
+    return any(c.__name__ in USER_ERROR_NAMES for c in type(error).__mro__)
 
 
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
