@@ -41,6 +41,11 @@ PROGRESS_SECONDS = 10.0
 
 ALL_OOV_SENTENCE = "all_oov_sentence"
 QUERY_TRUNCATED = "query_truncated"
+# Sentences past this many words are skipped (counted under SENTENCE_TOO_LONG), so no
+# sentence of a prepared directory outgrows the serving bound (export.serving's
+# MAX_QUERY_WORDS, the same 128). The real releases' longest: Charades-STA 10, DiDeMo 48.
+MAX_SENTENCE_WORDS = 128
+SENTENCE_TOO_LONG = "sentence_too_long"
 
 
 @dataclasses.dataclass
@@ -398,7 +403,12 @@ def _build(
             options.word_vectors_format,
             limit=options.word_vectors_limit or None,
         )
-        train_sentences = [r.sentence for v in videos["train"] for r in v.records]
+        train_sentences = [
+            r.sentence
+            for v in videos["train"]
+            for r in v.records
+            if len(text.words(r.sentence)) <= MAX_SENTENCE_WORDS
+        ]
         vocabulary, embeddings, vocab_stats = text.build_vocabulary(
             train_sentences, kv, min_count=options.min_word_count
         )
@@ -409,6 +419,9 @@ def _build(
             for video in videos[s]:
                 kept = []
                 for r in video.records:
+                    if len(text.words(r.sentence)) > MAX_SENTENCE_WORDS:
+                        counters[s].skip(SENTENCE_TOO_LONG, r.query_id)
+                        continue
                     if text.known_word_count(r.sentence, token_ids) == 0:
                         counters[s].skip(ALL_OOV_SENTENCE, r.query_id)
                         continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 
@@ -175,3 +176,54 @@ def test_case7_non_utf8_and_duplicate_lines_are_counted_and_empty_train_refused(
     annotations.write_bytes(b"")
     with pytest.raises(ValueError, match="train split has no usable sentence"):
         build_lib.build(data_testing.charades_options(release, tmp_path / "empty"))
+
+
+def test_case6_build_skips_sentences_past_the_serving_bound(release, tmp_path):
+    annotations = release / "charades_sta_train.txt"
+    first = annotations.read_text(encoding="utf-8").splitlines()[0]
+    head, _, _ = first.partition("##")
+    long_line = head + "##" + " ".join(["person"] * (build_lib.MAX_SENTENCE_WORDS + 1))
+    with open(annotations, "a", encoding="utf-8") as f:
+        f.write(long_line + "\n")
+    manifest = build_lib.build(data_testing.charades_options(release, tmp_path / "data"))
+    skipped = sum(s["skips"].get(build_lib.SENTENCE_TOO_LONG, 0) for s in manifest["splits"].values())
+    assert skipped == 1
+
+
+def test_case7_corrupt_hdf5_and_shard_are_named(release, tmp_path):
+    from vlanet_tf import validation
+    from vlanet_tf.data.features import FeatureStore
+
+    output = tmp_path / "data"
+    build_lib.build(data_testing.charades_options(release, output))
+    shard = prepared.shard_files(output, "test")[0]
+    with open(shard, "r+b") as f:  # inside the first record's payload
+        f.seek(40)
+        byte = f.read(1)
+        f.seek(40)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match=rf"{re.escape(shard)}: its SHA-256.*corrupted record"):
+        validation.evaluate_split(None, str(output), "test")
+
+    features = str(release / "features.h5")
+    import h5py
+
+    with h5py.File(features, "r") as f:
+        key = sorted(f.keys())[0]
+        offset = f[key].id.get_offset()
+    with open(features, "r+b") as f:
+        f.truncate(offset + 4)  # the dataset's bytes cut off
+    with pytest.raises(ValueError, match=re.escape(features)):
+        with FeatureStore(features) as store:
+            store.load(key)
+
+
+def test_case7_predictions_outside_the_video_are_refused():
+    from vlanet_tf.evaluation import ground_truth, predictions
+
+    queries = {"q": ground_truth.GroundTruth("q", "v", 30.0, np.array([[1.0, 5.0]]))}
+    ok = {"query_id": "q", "video_id": "v", "moments": [[0.0, 30.0, 1.0]]}
+    assert predictions.parse_prediction(ok, queries, "p.jsonl:1")[0] == "q"
+    bad = {"query_id": "q", "video_id": "v", "moments": [[0.0, 3.0, 1.0], [25.0, 45.0, 0.5]]}
+    with pytest.raises(ValueError, match=r"p.jsonl:2: moment 1 .* outside the video"):
+        predictions.parse_prediction(bad, queries, "p.jsonl:2")

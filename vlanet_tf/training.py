@@ -229,11 +229,14 @@ def fit(
         # done; without --deterministic the stream simply starts afresh.
         train_dataset = train_dataset.skip(initial_epoch * steps)
     own = run_callbacks(run, train_config, run_config) + [backup]
-    run.model.fit(
-        train_dataset,
-        epochs=train_config.epochs,
-        steps_per_epoch=steps,
-        callbacks=own + list(callbacks),
-        verbose=fit_verbosity(run_config.verbose),
-    )
+    try:
+        run.model.fit(
+            train_dataset,
+            epochs=train_config.epochs,
+            steps_per_epoch=steps,
+            callbacks=own + list(callbacks),
+            verbose=fit_verbosity(run_config.verbose),
+        )
+    except tf.errors.DataLossError as error:
+        raise prepared.corrupted_record_error(run_config.data_dir, error) from error
     return finish_run(run.model, run.run_dir, train_config.epochs)

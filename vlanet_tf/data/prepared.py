@@ -149,3 +149,14 @@ def data_properties(data_dir: str) -> dict[str, Any]:
         "word_dim": int(word_dim),
         "feature_dim": int(manifest["feature_dim"]),
     }
+
+
+def corrupted_record_error(data_dir: str | os.PathLike, error: Exception) -> ValueError:
+    """A ValueError naming the shard behind TensorFlow's `DataLossError: corrupted
+    record at N` (which names none), found by the manifest's hashes."""
+    detail = " ".join(str(error).split())[:200]
+    try:
+        verify(data_dir, hashes=True)
+    except ValueError as found:
+        return ValueError(f"{found} (reading it: {detail})")
+    return ValueError(f"{os.fspath(data_dir)}: a shard is corrupted ({detail}); rebuild it")
