@@ -44,6 +44,11 @@ PROGRESS_SECONDS = 10.0
 
 ALL_OOV_SENTENCE = "all_oov_sentence"
 QUERY_TRUNCATED = "query_truncated"
+# Sentences past this many words are skipped (counted under SENTENCE_TOO_LONG), so no
+# sentence of a prepared directory outgrows the serving bound (export.serving's
+# MAX_QUERY_WORDS, the same 128). The real releases' longest: Charades-STA 10, DiDeMo 48.
+MAX_SENTENCE_WORDS = 128
+SENTENCE_TOO_LONG = "sentence_too_long"
 
 
 @dataclasses.dataclass
@@ -323,6 +328,14 @@ def _split_into_shards(
 # ----------------------------------------------------------------------------- files
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_json_atomic(path: str, obj: Any) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -365,10 +378,41 @@ def _log(message: str) -> None:
 # ----------------------------------------------------------------------------- build
 
 
+LOCK_FILE = ".build.lock"
+
+
 def build(
     options: BuildOptions, on_record_written: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Runs the whole conversion; returns the manifest (also written to output_dir).
+
+    Holds `output_dir/.build.lock` (an flock, released by the kernel if the process
+    dies) for the whole build, so a second build into the same directory stops at once
+    with a clear message; removes manifest.json before writing anything and writes it
+    last, so a directory without a manifest is visibly incomplete.
+    """
+    import fcntl
+
+    os.makedirs(options.output_dir, exist_ok=True)
+    lock_path = os.path.join(options.output_dir, LOCK_FILE)
+    with open(lock_path, "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"{options.output_dir}: another data_prep.build is writing this directory "
+                f"(it holds {lock_path}); wait for it or use another --output_dir"
+            ) from None
+        manifest_path = os.path.join(options.output_dir, MANIFEST_FILE)
+        if os.path.exists(manifest_path):
+            os.remove(manifest_path)
+        return _build(options, on_record_written)
+
+
+def _build(
+    options: BuildOptions, on_record_written: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """`build` under its lock.
 
     `on_record_written` is called after each record reaches a shard (progress hooks).
 
@@ -383,7 +427,6 @@ def build(
     from vlanet_tf.data import schema
 
     start_time = time.time()
-    os.makedirs(options.output_dir, exist_ok=True)
     records, counters, files, notes = read_annotations(options)
     splits = [s for s in schema.SPLITS if s in records]
 
@@ -411,7 +454,12 @@ def build(
             options.word_vectors_format,
             limit=options.word_vectors_limit or None,
         )
-        train_sentences = [r.sentence for v in videos["train"] for r in v.records]
+        train_sentences = [
+            r.sentence
+            for v in videos["train"]
+            for r in v.records
+            if len(text.words(r.sentence)) <= MAX_SENTENCE_WORDS
+        ]
         vocabulary, embeddings, vocab_stats = text.build_vocabulary(
             train_sentences, kv, min_count=options.min_word_count
         )
@@ -422,6 +470,9 @@ def build(
             for video in videos[s]:
                 kept = []
                 for r in video.records:
+                    if len(text.words(r.sentence)) > MAX_SENTENCE_WORDS:
+                        counters[s].skip(SENTENCE_TOO_LONG, r.query_id)
+                        continue
                     if text.known_word_count(r.sentence, token_ids) == 0:
                         counters[s].skip(ALL_OOV_SENTENCE, r.query_id)
                         continue
@@ -435,6 +486,12 @@ def build(
                     kept_videos.append(VideoPlan(video.video_id, video.feature_key, kept))
             videos[s] = kept_videos
 
+        if not videos["train"]:
+            skipped = dict(counters["train"].skips)
+            raise ValueError(
+                f"{options.annotations_dir}: the train split has no usable sentence "
+                f"(skipped: {skipped or 'none; the file holds no record'})"
+            )
         plan = {s: _split_into_shards(videos[s], shapes, options) for s in splits}
         shard_names = {
             s: [schema.shard_name(s, i, len(plan[s])) for i in range(len(plan[s]))]
@@ -526,6 +583,7 @@ def build(
                     "videos": num_videos,
                     "sentences": num_sentences,
                     "bytes": os.path.getsize(path),
+                    "sha256": _sha256(path),
                     "counts": shard_counter.to_dict(),
                 }
                 _write_json_atomic(state_path, state)
@@ -569,6 +627,18 @@ def build(
         "notes": notes,
         "flags": dataclasses.asdict(options),
         "inputs": inputs,
+        # What readers check: sizes always, hashes on `prepared.verify(hashes=True)`.
+        "files": {
+            **{
+                n: {"bytes": state["shards"][n]["bytes"], "sha256": state["shards"][n].get("sha256") or _sha256(os.path.join(options.output_dir, n))}
+                for s in splits
+                for n in shard_names[s]
+            },
+            **{
+                n: {"bytes": os.path.getsize(os.path.join(options.output_dir, n)), "sha256": _sha256(os.path.join(options.output_dir, n))}
+                for n in (VOCAB_FILE, EMBEDDINGS_FILE)
+            },
+        },
     }
     _write_json_atomic(os.path.join(options.output_dir, MANIFEST_FILE), manifest)
     print(format_summary(manifest))
@@ -650,14 +720,13 @@ def main(argv: Sequence[str]) -> None:
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        build(options_from_flags(flags.FLAGS))
-    except readers.SkipError as e:
-        sys.exit(f"error: {e}")
+    build(options_from_flags(flags.FLAGS))
 
 
 if __name__ == "__main__":
     from absl import app
 
+    from vlanet_tf.flags import one_line_errors
+
     _define_flags()
-    app.run(main)
+    app.run(one_line_errors(main))

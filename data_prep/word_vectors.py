@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from gensim.models import KeyedVectors
 
 FORMATS = ("auto", "glove", "word2vec", "word2vec_binary")
@@ -41,10 +42,23 @@ def load_word_vectors(
         raise ValueError(f"--word_vectors={os.fspath(path)!r} is not a file")
     if fmt == "auto":
         fmt = detect_format(path)
-    vectors = KeyedVectors.load_word2vec_format(
-        os.fspath(path),
-        binary=fmt == "word2vec_binary",
-        no_header=fmt == "glove",
-        limit=limit,
-    )
+    try:
+        vectors = KeyedVectors.load_word2vec_format(
+            os.fspath(path),
+            binary=fmt == "word2vec_binary",
+            no_header=fmt == "glove",
+            limit=limit,
+        )
+    except (ValueError, UnicodeDecodeError, EOFError) as error:
+        # gensim reports malformed lines as numpy broadcast or decode errors.
+        raise ValueError(
+            f"--word_vectors={os.fspath(path)!r} is not valid {fmt} vectors "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from error
+    bad = np.flatnonzero(~np.all(np.isfinite(vectors.vectors), axis=1))
+    if bad.size:
+        raise ValueError(
+            f"--word_vectors={os.fspath(path)!r}: {bad.size} vectors hold NaN or infinite "
+            f"values, e.g. {vectors.index_to_key[int(bad[0])]!r} (vector {int(bad[0]) + 1})"
+        )
     return vectors, fmt

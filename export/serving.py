@@ -36,6 +36,15 @@ after tokenisation, T = 0, a `video_length` outside [1, T], a non-positive durat
 NaN or Inf in the features or the duration, mismatched batch sizes, and (tf.Example) a
 `feature_dim` or byte count that does not match, and a feature size other than F. A query made only of unknown words is served: every
 token is `<unk>` (id 1), as in training.
+
+Requests are bounded, so that one request cannot set the work: B = 0 or B >
+`MAX_BATCH`, a duration implying more than `MAX_SEGMENT_GROUPS` segment groups (K =
+ceil(duration / stride), whatever T is), T > `MAX_CLIPS`, a query longer than
+`MAX_QUERY_WORDS` tokens, and (`serve_tokens`) a token id outside [0, vocab_size) are
+refused with InvalidArgumentError. The largest per-request tensors are then the
+video self-attention [B, K, K] and the proposals [B, K·L, D]: at most
+MAX_BATCH · MAX_SEGMENT_GROUPS² · 4 bytes = 1 GiB for the attention (README,
+"Serving limits").
 """
 
 from __future__ import annotations
@@ -79,6 +88,13 @@ EXAMPLE_SPEC = {
 }
 
 
+# Per-request bounds (module docstring); the README states the memory they imply.
+MAX_BATCH = 64
+MAX_SEGMENT_GROUPS = 2048
+MAX_CLIPS = 4096
+MAX_QUERY_WORDS = 128
+
+
 class VLANetServing(tf.Module):
     """The serving graph: text and example parsing, input checks, model, top-k.
 
@@ -111,6 +127,13 @@ class VLANetServing(tf.Module):
         self.top_k = int(top_k)
         self.max_query_length = max_query_length
         self.feature_dim = int(network.input["video_features"].shape[-1])
+        self.vocab_size = int(vocab_size)
+        geometry = network.get_layer("proposal_builder").geometry
+        # The longest video whose K stays within MAX_SEGMENT_GROUPS (DiDeMo's K is fixed).
+        self.max_duration = (
+            float("inf") if geometry.mode == "didemo"
+            else MAX_SEGMENT_GROUPS * geometry.stride_seconds
+        )
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -126,6 +149,41 @@ class VLANetServing(tf.Module):
         batch = tf.shape(features)[0]
         clips = tf.shape(features)[1]
         words = tf.reduce_sum(tf.cast(tokens != text.PAD_ID, tf.int32), axis=1)
+        bounds = [
+            tf.debugging.assert_positive(
+                batch, message="the request has B = 0 rows; at least 1 is needed"
+            ),
+            tf.debugging.assert_less_equal(
+                batch, MAX_BATCH, message=f"the request has more than {MAX_BATCH} rows"
+            ),
+            tf.debugging.assert_less_equal(
+                clips, MAX_CLIPS, message=f"video_features has more than {MAX_CLIPS} clips"
+            ),
+            tf.debugging.assert_less_equal(
+                tf.shape(tokens)[1],
+                MAX_QUERY_WORDS,
+                message=f"a query has more than {MAX_QUERY_WORDS} tokens",
+            ),
+            tf.debugging.assert_non_negative(
+                tokens, message="query_tokens holds a negative token id"
+            ),
+            tf.debugging.assert_less(
+                tokens,
+                self.vocab_size,
+                message=f"query_tokens holds an id >= the vocabulary size {self.vocab_size}",
+            ),
+        ]
+        if self.max_duration != float("inf"):
+            bounds.append(
+                tf.debugging.assert_less_equal(
+                    duration,
+                    tf.constant(self.max_duration, duration.dtype),
+                    message=f"duration implies more than {MAX_SEGMENT_GROUPS} segment "
+                    f"groups (at most {self.max_duration:g} s)",
+                )
+            )
+        with tf.control_dependencies(bounds):
+            batch = tf.identity(batch)
         checks = [
             tf.debugging.assert_equal(
                 tf.stack([tf.shape(tokens)[0], tf.shape(length)[0], tf.shape(duration)[0]]),
@@ -448,5 +506,7 @@ def export_run(
             "weights": os.path.abspath(weights),
             # predict --video extracts with exactly this (vlanet_tf.video).
             "extractor": RunDir(model_dir).extractor(),
+            # What the run was trained on (model, vocabulary and data hashes).
+            "fingerprint": RunDir(model_dir).saved_fingerprint(),
         },
     )

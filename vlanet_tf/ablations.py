@@ -136,4 +136,4 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     vflags.define_all_flags()
     define_ablation_flags()
-    app.run(main)
+    app.run(vflags.one_line_errors(main))

@@ -2,18 +2,60 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from vlanet_tf import plots
+from vlanet_tf import files, plots
 from vlanet_tf.evaluation import ground_truth, predictions, scoring
 from vlanet_tf.model import INPUT_KEYS
-from vlanet_tf.run_dir import RunDir
+from vlanet_tf.run_dir import RunDir, file_sha256
 from vlanet_tf.text import words
 from vlanet_tf.validation import score_model
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss or weights; nothing of that epoch was
+    saved."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
+    """Raises `NonFiniteLoss` at the first NaN or infinite loss (batch or epoch).
+
+    Placed before every writer of the run directory, so the epoch whose loss is not
+    finite writes no checkpoint, no best weights and no backup: a rerun resumes from the
+    last finite epoch. Keras' TerminateOnNaN only stops the fit, which then ends as if
+    it had succeeded.
+    """
+
+    def _check(self, where: str, logs: dict | None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(
+                f"training loss is {float(loss)} at {where}: stopped before saving it "
+                "(lower --learning_rate, set --clipnorm, or check the data)"
+            )
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._check(f"step {batch + 1} of the epoch", logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._check(f"the end of epoch {epoch + 1}", logs)
+        # A step can turn the weights non-finite while its own loss still was finite.
+        bad = [
+            w.path
+            for w in self.model.trainable_weights
+            if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(w.value, tf.float32))))
+        ]
+        if bad:
+            raise NonFiniteLoss(
+                f"{len(bad)} weights (e.g. {bad[0]}) hold NaN or infinite values at the end "
+                f"of epoch {epoch + 1}: stopped before saving them (lower "
+                "--learning_rate, set --clipnorm, or check the data)"
+            )
 
 
 class ValidationRanking(keras.callbacks.Callback):
@@ -52,7 +94,7 @@ class ValidationRanking(keras.callbacks.Callback):
         )
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        best = self.run_dir.read_best()
+        best = self.run_dir.read_best(verify=True)
         if best is not None and best.get("metric") == self.metric:
             self.best = best["metrics"][self.metric]
 
@@ -71,8 +113,7 @@ class ValidationRanking(keras.callbacks.Callback):
         )
         if self.best is None or result[self.metric] > self.best:
             self.best = result[self.metric]
-            self.model.save_weights(self.run_dir.best_weights_path)
-            self.run_dir.write_best(epoch + 1, self.metric, result)
+            self.run_dir.save_best(self.model, epoch + 1, self.metric, result)
         self._draw_attention(epoch)
 
     def _draw_attention(self, epoch: int) -> None:
@@ -93,8 +134,7 @@ class ValidationRanking(keras.callbacks.Callback):
             words(sentence),
             title=f"epoch {epoch + 1}: \"{sentence}\" (truth {truth[0]:.1f}-{truth[1]:.1f}s)",
         )
-        with open(self.run_dir.attention_map_path, "wb") as f:
-            f.write(png)
+        files.write_bytes(self.run_dir.attention_map_path, png)
         with self._writer.as_default():
             tf.summary.image("attention_map", tf.image.decode_png(png)[None], step=epoch)
         self._writer.flush()
@@ -109,7 +149,8 @@ def epoch_callbacks(
 ) -> list[Any]:
     """What every epoch writes to the run directory: val ranking and the best weights,
     history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars."""
-    callbacks: list[keras.callbacks.Callback] = []
+    # First: a non-finite epoch must reach none of the writers below.
+    callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
     if val_dataset is not None:
         callbacks.append(
             ValidationRanking(val_dataset, data_dir, run_dir, top_k, attention_example)
@@ -118,6 +159,99 @@ def epoch_callbacks(
         print(f"warning: {data_dir} has no val split; best = last epoch")
     return callbacks + [
         keras.callbacks.CSVLogger(run_dir.history_path, append=True),
-        keras.callbacks.ModelCheckpoint(run_dir.checkpoint_path(), save_weights_only=True),
+        EpochCheckpoint(run_dir),
         keras.callbacks.TensorBoard(run_dir.tensorboard_dir, write_graph=False, profile_batch=0),
     ]
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """checkpoints/epoch-NNN.weights.h5 after every epoch, written atomically (a kill
+    during the write leaves the previous files as they were)."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.run_dir.save_weights(self.model, self.run_dir.checkpoint_path(epoch + 1))
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose state is written atomically and verified before use.
+
+    backup/latest.weights.h5 is written atomically, then training_metadata.json (also
+    atomically) with the epoch and the weights' SHA-256, so the metadata only ever
+    names whole weights. `restore()` (called before the input is built) tries, newest
+    first, the backup and every checkpoints/epoch-NNN.weights.h5 (they hold the
+    optimizer state too); a state that is missing, truncated, unreadable or does not
+    match its metadata is reported by path and the next older one is used. Kept after
+    the run, so rerunning a finished command trains no more and a larger --epochs
+    continues from the last epoch.
+    """
+
+    def __init__(self, run_dir: RunDir) -> None:
+        super().__init__(run_dir.backup_dir, delete_checkpoint=False)
+        self.run_dir = run_dir
+        self.initial_epoch: int | None = None
+
+    def _candidates(self) -> list[tuple[int, str, str | None]]:
+        """(epoch, weights path, expected sha256) of every saved state, newest first."""
+        found: list[tuple[int, str, str | None]] = []
+        if os.path.isfile(self._training_metadata_path):
+            try:
+                metadata = files.read_json(self._training_metadata_path)
+                found.append(
+                    (int(metadata["epoch"]), self._weights_path, metadata.get("weights_sha256"))
+                )
+            except (ValueError, KeyError, TypeError) as error:
+                print(f"warning: {self._training_metadata_path}: unusable ({error}); ignored")
+        for path in self.run_dir.checkpoints():
+            name = os.path.basename(path)
+            try:
+                epoch = int(name.split("-")[1].split(".")[0])
+            except (IndexError, ValueError):
+                continue
+            found.append((epoch, path, None))
+        # The backup first among equal epochs: it is what the epoch finished with.
+        return sorted(found, key=lambda c: (-c[0], c[1] != self._weights_path))
+
+    def restore(self) -> int:
+        """Loads the newest good state into the model; returns its epoch (0: none)."""
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        for epoch, path, sha256 in self._candidates():
+            if sha256 is not None and (
+                not os.path.isfile(path) or file_sha256(path) != sha256
+            ):
+                print(f"warning: {path} does not match {self._training_metadata_path}; "
+                      "resuming from an older state", flush=True)
+                continue
+            try:
+                self.run_dir.load_weights(self.model, path)
+            except ValueError as error:
+                print(f"warning: {error}; resuming from an older state", flush=True)
+                continue
+            if path != self._weights_path or epoch:
+                print(f"resuming after epoch {epoch} from {path}", flush=True)
+            self.initial_epoch = epoch
+            return epoch
+        self.initial_epoch = 0
+        return 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.initial_epoch is None:
+            self.restore()
+        self.model._initial_epoch = self.initial_epoch
+
+    def _save_model(self) -> None:
+        self.run_dir.save_weights(self.model, self._weights_path)
+        files.write_json(
+            self._training_metadata_path,
+            {
+                "epoch": self._current_epoch,
+                "batch": self._last_batch_seen,
+                "weights_sha256": file_sha256(self._weights_path),
+            },
+        )
+        # The epoch is whole: the next run resumes after it.
+        self.initial_epoch = self._current_epoch

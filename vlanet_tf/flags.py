@@ -15,7 +15,9 @@ prepared data directory (manifest.json and embeddings.npy), read from `--data_di
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+import sys
+from typing import Any, Callable
 
 from absl import flags
 
@@ -247,3 +249,35 @@ def saved_run_options(flag_values: flags.FlagValues, model_dir: str) -> RunOptio
         data_dir=given(flag_values, "data_dir"),
         max_query_length=given(flag_values, "max_query_length"),
     )
+
+
+
+# Raised by the library for a user's mistake besides ValueError and OSError; matched by
+# name so that this module imports neither training nor TensorFlow (no import cycle).
+USER_ERROR_NAMES = ("NonFiniteLoss", "SkipError", "DataLossError", "InvalidArgumentError")
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """A bad file or line, a mismatch, a refused request or a non-finite loss: the
+    library raises these with the file (and line or shard) in the message."""
+    if isinstance(error, (ValueError, OSError)):
+        return True
+    return any(c.__name__ in USER_ERROR_NAMES for c in type(error).__mro__)
+
+
+def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps a main: a user's mistake is printed as one line on stderr, exit status 1,
+    no traceback; anything else (a bug) propagates with its traceback."""
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - filtered just below
+            if not _is_user_error(error):
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    return wrapped

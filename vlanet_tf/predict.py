@@ -181,4 +181,4 @@ if __name__ == "__main__":
     # The shared flags too, so that the training flagfile parses here.
     vflags.define_all_flags()
     define_flags()
-    app.run(main)
+    app.run(vflags.one_line_errors(main))

@@ -6,7 +6,7 @@ keep the surrogates' order** (the lower index first). `rank` (NumPy, used by dat
 inference, the CLIs and the predictions files) and `top_moments` (the graph version of
 the exported SavedModel) both follow this rule — `np.argsort(kind="stable")` and
 `tf.math.top_k` both guarantee it — and a test checks that they give identical
-rankings, ties included. Scores must be finite.
+rankings, ties included. Scores must be finite: `rank` refuses NaN and infinities.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ def rank(
     if index.size == 0:
         return []
     s, m = np.asarray(scores)[index], np.asarray(moments)[index]
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(m))):
+        # Sorting NaN would silently rank the first rows best.
+        raise ValueError(
+            f"refusing to rank non-finite scores or moments ({int(np.sum(~np.isfinite(s)))} "
+            f"of {s.size} valid scores are NaN or infinite): the model's weights or "
+            "inputs are not finite"
+        )
     keep = spans.temporal_nms(m, s, nms_threshold, top_k or None)
     return [[float(m[i, 0]), float(m[i, 1]), float(s[i])] for i in keep]
 

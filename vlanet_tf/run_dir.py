@@ -1,7 +1,10 @@
 """The run directory: the one module that reads and writes a training run's files.
 
 ```
-config.json                      {model, train, run, data_dir, flags}: the run's options
+config.json                      {model, train, run, data_dir, flags, fingerprint}: the
+                                 run's options; the fingerprint (the model, the data's
+                                 vocabulary hash, feature size and manifest hash) is
+                                 checked on every rerun, evaluate and export
 checkpoints/epoch-NNN.weights.h5 every epoch
 best.weights.h5, best.json       the epoch with the best validation metric
 history.csv                      one row per epoch: loss, similarities, val metrics, lr
@@ -23,11 +26,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
+import hashlib
+import json
 import os
 from typing import Any, Mapping
 
 from vlanet_tf import files
 from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
+from vlanet_tf.data import prepared
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best.weights.h5"
@@ -135,7 +141,13 @@ class RunDir:
         run: RunConfig,
         flag_values: Mapping[str, Any] | None = None,
     ) -> str:
-        """Writes config.json; returns its path."""
+        """Writes config.json; returns its path.
+
+        A directory that already holds a run is first checked against `model` and
+        `run.data_dir` (`check_rerun`): a mismatch raises before anything is written.
+        """
+        fingerprint = {"model": model.to_dict(), "data": data_fingerprint(run.data_dir)}
+        self.check_rerun(fingerprint)
         os.makedirs(self.path, exist_ok=True)
         files.write_json(
             self.config_path,
@@ -148,9 +160,46 @@ class RunDir:
                 # How the training features were extracted (vlanet_tf.video; None if
                 # the data directory does not say), so that predict can extract alike.
                 "extractor": _data_extractor(run.data_dir),
+                "fingerprint": fingerprint,
             },
         )
         return self.config_path
+
+    def saved_fingerprint(self) -> dict[str, Any] | None:
+        if not self.has_options():
+            return None
+        saved = files.read_json(self.config_path)
+        return saved.get("fingerprint") or {"model": saved.get("model", {}), "data": {}}
+
+    def check_rerun(self, fingerprint: Mapping[str, Any]) -> None:
+        """Raises one line naming every differing field when the directory holds a run
+        of another model or another data directory (the epochs may differ)."""
+        saved = self.saved_fingerprint()
+        if saved is None:
+            return
+        differ = _differences(saved.get("model", {}), fingerprint["model"], "model.")
+        differ += _differences(saved.get("data", {}), fingerprint["data"], "data.")
+        if differ:
+            raise ValueError(
+                f"{self.path} holds a run of another experiment ({'; '.join(differ)}): "
+                "refusing to resume or overwrite it; use another --model_dir"
+            )
+
+    def check_data(self, data_dir: str) -> None:
+        """Raises one line when `data_dir`'s vocabulary or feature size is not the one
+        the run was trained on (its rankings would silently change)."""
+        saved = (self.saved_fingerprint() or {}).get("data", {})
+        current = data_fingerprint(data_dir)
+        differ = _differences(
+            {k: saved[k] for k in DATA_MODEL_FIELDS if k in saved},
+            {k: current[k] for k in DATA_MODEL_FIELDS},
+            "data.",
+        )
+        if differ:
+            raise ValueError(
+                f"{data_dir} is not the data {self.path} was trained on "
+                f"({'; '.join(differ)})"
+            )
 
     def load_options(
         self, data_dir: str | None = None, max_query_length: int | None = None
@@ -171,6 +220,8 @@ class RunDir:
         run["model_dir"] = self.path
         if data_dir is not None:
             run["data_dir"] = data_dir
+        if run.get("data_dir") and os.path.isdir(run["data_dir"]):
+            self.check_data(run["data_dir"])
         if max_query_length is not None:
             run["max_query_length"] = max_query_length
         return RunOptions(model, train, RunConfig.from_dict(run), saved.get("flags", {}))
@@ -182,6 +233,26 @@ class RunDir:
         return files.read_json(self.config_path).get("extractor")
 
     # ---------------------------------------------------------------------- weights
+
+    @staticmethod
+    def save_weights(model: Any, path: str) -> str:
+        """`model.save_weights(path)` atomically: a kill leaves the old file or none."""
+        with files.atomic_path(path) as tmp:
+            model.save_weights(tmp, overwrite=True)
+        return path
+
+    @staticmethod
+    def load_weights(model: Any, path: str) -> None:
+        """`model.load_weights(path)`; an unreadable file is a ValueError naming it."""
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: no such weights file")
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"{path}: unreadable weights ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''})"
+            ) from error
 
     def checkpoints(self) -> list[str]:
         return sorted(glob.glob(os.path.join(self.checkpoints_dir, "*.weights.h5")))
@@ -211,20 +282,44 @@ class RunDir:
             gather_negatives=options.train.gather_negatives,
             clipnorm=options.train.clipnorm,
         )
-        model.load_weights(self.weights_path(which))
+        self.load_weights(model, self.weights_path(which))
         return model
 
     # ------------------------------------------------------------------ best, history
 
-    def read_best(self) -> dict[str, Any] | None:
+    def read_best(self, verify: bool = False) -> dict[str, Any] | None:
+        """best.json; with `verify`, None (and a warning naming the files) when it does
+        not describe best.weights.h5 (a run killed between writing the two)."""
         if not os.path.isfile(self.best_json_path):
             return None
-        return files.read_json(self.best_json_path)
+        best = files.read_json(self.best_json_path)
+        if verify and best.get("weights_sha256") is not None:
+            actual = (
+                file_sha256(self.best_weights_path)
+                if os.path.isfile(self.best_weights_path)
+                else None
+            )
+            if actual != best["weights_sha256"]:
+                print(
+                    f"warning: {self.best_json_path} does not describe "
+                    f"{self.best_weights_path} (interrupted write); the next epoch "
+                    "replaces both"
+                )
+                return None
+        return best
 
     def write_best(self, epoch: int, metric: str | None, metrics: Mapping[str, float]) -> None:
-        files.write_json(
-            self.best_json_path, {"epoch": epoch, "metric": metric, "metrics": dict(metrics)}
-        )
+        best = {"epoch": epoch, "metric": metric, "metrics": dict(metrics)}
+        if os.path.isfile(self.best_weights_path):
+            best["weights_sha256"] = file_sha256(self.best_weights_path)
+        files.write_json(self.best_json_path, best)
+
+    def save_best(
+        self, model: Any, epoch: int, metric: str | None, metrics: Mapping[str, float]
+    ) -> None:
+        """best.weights.h5, then best.json naming its hash (each written atomically)."""
+        self.save_weights(model, self.best_weights_path)
+        self.write_best(epoch, metric, metrics)
 
     def read_history(self) -> list[dict[str, float]]:
         """history.csv rows by epoch; a row rewritten after a resume replaces the old one."""
@@ -243,3 +338,49 @@ class RunDir:
 
     def write_metrics(self, split: str, summary: Mapping[str, Any]) -> None:
         files.write_json(self.metrics_path(split), dict(summary))
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# What of a data directory a trained model depends on; the manifest hash too on reruns.
+DATA_MODEL_FIELDS = ("vocabulary_sha256", "vocab_size", "feature_dim", "dataset")
+
+
+def data_fingerprint(data_dir: str) -> dict[str, Any]:
+    """{vocabulary_sha256, vocab_size, feature_dim, dataset, manifest_sha256} of a
+    prepared data directory (the manifest hash ignores where the directory lies)."""
+    manifest = prepared.load_manifest(data_dir)
+    placed = {k: v for k, v in manifest.items() if k != "flags"}
+    placed["flags"] = {
+        k: v for k, v in manifest.get("flags", {}).items() if k != "output_dir"
+    }
+    return {
+        "vocabulary_sha256": file_sha256(os.path.join(data_dir, prepared.VOCAB_FILE)),
+        "vocab_size": manifest.get("vocab_size"),
+        "feature_dim": manifest.get("feature_dim"),
+        "dataset": manifest.get("dataset"),
+        "manifest_sha256": hashlib.sha256(
+            json.dumps(placed, sort_keys=True).encode("utf-8")
+        ).hexdigest(),
+    }
+
+
+def _differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str) -> list[str]:
+    """"field (saved X, now Y)" for each key present in `saved` that differs."""
+    out = []
+    for key in sorted(saved):
+        a, b = saved[key], current.get(key)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            a, b = list(a), list(b)
+        if a != b:
+            if isinstance(a, str) and len(a) == 64:
+                out.append(f"{prefix}{key} (saved {a[:12]}.., now {str(b)[:12]}..)")
+            else:
+                out.append(f"{prefix}{key} (saved {a!r}, now {b!r})")
+    return out

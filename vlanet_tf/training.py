@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlanet_tf import plots
-from vlanet_tf.callbacks import epoch_callbacks
+from vlanet_tf.callbacks import ResumableBackup, epoch_callbacks
 from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
 from vlanet_tf.data import pipeline, prepared
 from vlanet_tf.model import INPUT_KEYS, VLANet, video_keys
@@ -202,8 +202,7 @@ def finish_run(model: VLANet, run_dir: RunDir, epochs: int) -> dict[str, Any]:
     if history:
         plots.plot_similarity_curve(history, run_dir.similarity_curve_path)
     if run_dir.read_best() is None:
-        model.save_weights(run_dir.best_weights_path)
-        run_dir.write_best(epochs, None, {})
+        run_dir.save_best(model, epochs, None, {})
     return {"history": history, "best": run_dir.read_best(), "model": model}
 
 
@@ -216,18 +215,28 @@ def fit(
 ) -> dict[str, Any]:
     """Trains (or resumes) with `Model.fit`; `callbacks` run after the run's own."""
     run = prepare_run(model_config, train_config, run_config, strategy)
+    # Last of the run's own, so that everything an epoch writes exists before it counts
+    # as done.
+    backup = ResumableBackup(run.run_dir)
+    backup.set_model(run.model)
+    with strategy.scope():
+        initial_epoch = backup.restore()
+    steps = steps_per_epoch(run.manifest, train_config, run_config)
     train_dataset = training_dataset(run_config, train_config, run.vocabulary, train_config.batch_size)
-    own = run_callbacks(run, train_config, run_config) + [
-        # Last of the run's own, so that everything an epoch writes exists before it
-        # counts as done. Kept after the run, so rerunning a finished command trains no
-        # more and a larger --epochs continues from the last epoch.
-        keras.callbacks.BackupAndRestore(run.run_dir.backup_dir, delete_checkpoint=False),
-    ]
-    run.model.fit(
-        train_dataset,
-        epochs=train_config.epochs,
-        steps_per_epoch=steps_per_epoch(run.manifest, train_config, run_config),
-        callbacks=own + list(callbacks),
-        verbose=fit_verbosity(run_config.verbose),
-    )
+    if run_config.deterministic and initial_epoch:
+        # The resumed run reads the batches the uninterrupted one would have read, so
+        # it ends with the same weights. Costs a read (not a training) of the epochs
+        # done; without --deterministic the stream simply starts afresh.
+        train_dataset = train_dataset.skip(initial_epoch * steps)
+    own = run_callbacks(run, train_config, run_config) + [backup]
+    try:
+        run.model.fit(
+            train_dataset,
+            epochs=train_config.epochs,
+            steps_per_epoch=steps,
+            callbacks=own + list(callbacks),
+            verbose=fit_verbosity(run_config.verbose),
+        )
+    except tf.errors.DataLossError as error:
+        raise prepared.corrupted_record_error(run_config.data_dir, error) from error
     return finish_run(run.model, run.run_dir, train_config.epochs)

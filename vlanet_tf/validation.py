@@ -11,7 +11,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from vlanet_tf.data import pipeline
+from vlanet_tf.data import pipeline, prepared
 from vlanet_tf.evaluation import ground_truth, predictions, scoring
 from vlanet_tf.inference import predict_dataset
 
@@ -64,14 +64,17 @@ def evaluate_split(
 
     Returns (metrics, rankings, ground truth, dataset name).
     """
-    dataset_name, queries = ground_truth.from_shards(data_dir, split)
-    metrics, rankings = score_model(
-        model,
-        split_dataset(data_dir, split, max_query_length),
-        dataset_name,
-        queries,
-        top_k,
-        nms_threshold,
-        source=f"{data_dir}:{split}",
-    )
+    try:
+        dataset_name, queries = ground_truth.from_shards(data_dir, split)
+        metrics, rankings = score_model(
+            model,
+            split_dataset(data_dir, split, max_query_length),
+            dataset_name,
+            queries,
+            top_k,
+            nms_threshold,
+            source=f"{data_dir}:{split}",
+        )
+    except tf.errors.DataLossError as error:
+        raise prepared.corrupted_record_error(data_dir, error) from error
     return metrics, rankings, queries, dataset_name

@@ -136,7 +136,13 @@ class FeatureStore:
             node = self._dataset(key)
             if node is None:
                 return None
-            array = node[()]
+            try:
+                array = node[()]
+            except (OSError, RuntimeError) as error:
+                raise ValueError(
+                    f"{self.path}: dataset {key!r} is unreadable, the HDF5 file is "
+                    f"corrupted ({error})"
+                ) from error
         return np.asarray(array, dtype=np.float32)
 
 

@@ -8,11 +8,15 @@ embeddings.npy    float32 [vocab_size, word_dim]
 {split}-{i:05d}-of-{n:05d}.tfrecord
 ```
 Training, evaluation, export and the offline tools read the directory only through
-this module.
+this module. The manifest lists every file's size and SHA-256 (`files`): the sizes of
+the vocabulary, the embeddings and a split's shards are checked whenever they are read
+(cheap); `verify(data_dir, hashes=True)` checks the hashes too, when asked (it reads
+every byte). Directories built before `files` existed are read unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any, Mapping
@@ -34,8 +38,48 @@ def load_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
             f"{os.fspath(data_dir)!r} is not a prepared data directory: expected "
             f"{MANIFEST_FILE} there (written last by `python -m data_prep.build`)"
         )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a valid manifest ({error})") from error
+
+
+def _check_sizes(data_dir: str | os.PathLike, manifest: Mapping[str, Any], names) -> None:
+    listed = manifest.get("files", {})
+    for name in names:
+        if name not in listed:
+            continue
+        path = os.path.join(data_dir, name)
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        if size != listed[name]["bytes"]:
+            raise ValueError(
+                f"{path}: {size} bytes, the manifest lists {listed[name]['bytes']}: the "
+                "directory was changed or half rebuilt; rebuild it (python -m data_prep.build)"
+            )
+
+
+def verify(data_dir: str | os.PathLike, hashes: bool = False) -> int:
+    """Checks every file the manifest lists: sizes, and SHA-256 when `hashes`.
+
+    Returns how many files were checked; raises ValueError naming the first bad one.
+    """
+    manifest = load_manifest(data_dir)
+    listed = manifest.get("files", {})
+    _check_sizes(data_dir, manifest, listed)
+    if hashes:
+        for name, entry in sorted(listed.items()):
+            path = os.path.join(data_dir, name)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+            if digest.hexdigest() != entry["sha256"]:
+                raise ValueError(
+                    f"{path}: its SHA-256 is not the manifest's: the file is corrupted or "
+                    "from another build; rebuild the directory"
+                )
+    return len(listed)
 
 
 def load_vocabulary(data_dir: str | os.PathLike) -> tuple[Vocabulary, np.ndarray]:
@@ -48,8 +92,10 @@ def load_vocabulary(data_dir: str | os.PathLike) -> tuple[Vocabulary, np.ndarray
                 f"expected {os.path.basename(path)} in {os.fspath(data_dir)!r} "
                 "(written by `python -m data_prep.build`), found none"
             )
+    if os.path.isfile(os.path.join(data_dir, MANIFEST_FILE)):
+        _check_sizes(data_dir, load_manifest(data_dir), (VOCAB_FILE, EMBEDDINGS_FILE))
     vocabulary = Vocabulary.load(vocab_path)
-    embeddings = np.load(emb_path)
+    embeddings = np.load(emb_path, allow_pickle=False)
     if embeddings.shape[0] != vocabulary.size:
         raise ValueError(
             f"{emb_path} has {embeddings.shape[0]} rows, expected one per vocabulary "
@@ -74,6 +120,7 @@ def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
             f"{len(missing)} of the {len(paths)} {split} shards listed in the manifest "
             f"are missing, e.g. {missing[0]!r}"
         )
+    _check_sizes(data_dir, manifest, info["shards"])
     return paths
 
 
@@ -102,3 +149,14 @@ def data_properties(data_dir: str) -> dict[str, Any]:
         "word_dim": int(word_dim),
         "feature_dim": int(manifest["feature_dim"]),
     }
+
+
+def corrupted_record_error(data_dir: str | os.PathLike, error: Exception) -> ValueError:
+    """A ValueError naming the shard behind TensorFlow's `DataLossError: corrupted
+    record at N` (which names none), found by the manifest's hashes."""
+    detail = " ".join(str(error).split())[:200]
+    try:
+        verify(data_dir, hashes=True)
+    except ValueError as found:
+        return ValueError(f"{found} (reading it: {detail})")
+    return ValueError(f"{os.fspath(data_dir)}: a shard is corrupted ({detail}); rebuild it")

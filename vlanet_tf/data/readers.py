@@ -27,6 +27,8 @@ MAX_EXAMPLES_PER_REASON = 5
 
 # Reasons that drop a sentence.
 MALFORMED_LINE = "malformed_line"
+NOT_UTF8_LINE = "not_utf8_line"
+DUPLICATE_LINE = "duplicate_line"
 MISSING_DURATION = "missing_duration"
 START_AFTER_END = "start_after_end"
 START_AFTER_DURATION = "start_at_or_after_duration"
@@ -170,12 +172,23 @@ def read_charades_sta(
     durations = read_charades_durations(csv_path)
     counter = SkipCounter(strict=strict)
     records = []
-    with open(txt_path, encoding="utf-8") as f:
-        for line_number, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
+    seen: set[tuple[str, str]] = set()
+    with open(txt_path, "rb") as f:
+        for line_number, raw_bytes in enumerate(f, start=1):
+            where = f"{os.path.basename(txt_path)}:{line_number}"
+            try:
+                line = raw_bytes.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                counter.skip(NOT_UTF8_LINE, where)
+                continue
             if not line.strip():
                 continue  # Blank lines carry no record (e.g. a trailing empty line).
-            where = f"{os.path.basename(txt_path)}:{line_number}"
+            # The same line twice would be scored twice; the first one is kept.
+            key = (line.split("##", 1)[0].split()[0] if line.split() else "", line.strip())
+            if key in seen:
+                counter.skip(DUPLICATE_LINE, where)
+                continue
+            seen.add(key)
             head, sep, sentence = line.partition("##")
             match = _STA_HEAD.match(head.strip())
             if not sep or not match:
@@ -236,8 +249,11 @@ def read_didemo(
     Returns:
       (records in file order, skip counter).
     """
-    with open(json_path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{json_path}: not valid UTF-8 JSON ({error})") from error
     if not isinstance(data, list):
         raise ValueError(
             f"{json_path}: expected a JSON list of records, got {type(data).__name__}"

@@ -67,6 +67,15 @@ def parse_prediction(record: Any, queries: Queries, where: str) -> tuple[str, np
             f"{where}: moment {int(backwards[0])} starts after it ends: "
             f"{moments[backwards[0], :2].tolist()}"
         )
+    # Model moments are clipped to [0, duration]; float32 rounding is tolerated.
+    duration = float(queries[query_id].duration)
+    slack = 1e-3 + 1e-6 * duration
+    outside = np.flatnonzero((moments[:, 0] < -slack) | (moments[:, 1] > duration + slack))
+    if outside.size:
+        raise ValueError(
+            f"{where}: moment {int(outside[0])} {moments[outside[0], :2].tolist()} lies "
+            f"outside the video (0 to {duration:g} s)"
+        )
     return query_id, moments
 
 
