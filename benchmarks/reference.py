@@ -90,8 +90,10 @@ def matmul_rate(
     shapes: Sequence[tuple[int, int, int]],
     min_seconds: float = 0.3,
     repeats: int = 3,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Dense float32 `tf.matmul` GFLOP/s of [m, k] x [k, n] for each (m, k, n).
+    """Dense `tf.matmul` GFLOP/s of [m, k] x [k, n] for each (m, k, n), in `dtype`
+    (float32 unless given: bfloat16 and float16 probe the reduced formats).
 
     Each shape runs in a compiled tf.function for at least `min_seconds` per repeat;
     the best repeat is kept, since interference from other processes only ever slows a
@@ -102,8 +104,8 @@ def matmul_rate(
     matmul = tf.function(tf.matmul)
     rows = []
     for m, k, n in shapes:
-        a = tf.random.normal([m, k])
-        b = tf.random.normal([k, n])
+        a = tf.cast(tf.random.normal([m, k]), dtype)
+        b = tf.cast(tf.random.normal([k, n]), dtype)
         matmul(a, b).numpy()
         flops = 2.0 * m * k * n
         best = 0.0

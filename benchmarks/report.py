@@ -478,6 +478,52 @@ def _corpus_table(result: dict[str, Any]) -> Table:
     return ["", "corpus ranking"], rows
 
 
+def _precision(result: dict[str, Any]) -> dict[str, Any] | None:
+    return result.get("sections", {}).get("precision")
+
+
+def _precision_train_table(result: dict[str, Any]) -> Table:
+    header = ["variant", "compute", "XLA", "samples/s:", "× float32 (same rounds):",
+              "step ms:", "GFLOP/s:", "matmul GFLOP/s, same format:", "roofline ratio:",
+              "trace s:"]
+    pr = _precision(result)
+    if pr is None:
+        return header, [["not measured"] + ["-"] * (len(header) - 1)]
+    rows = []
+    for name, v in pr["training"]["variants"].items():
+        rows.append([
+            name, v["compute_dtype"], _fmt(v["jit_compile"]), _fmt(v["samples_per_s"]),
+            f"{v['speedup_over_float32']:.2f}", _fmt(v["step_ms"]),
+            _fmt(v["train_gflops_per_s"]), _fmt(v["matmul_gflops_per_s"]),
+            _fmt(v["roofline_ratio"]), _fmt(v["trace_s"]),
+        ])
+    return header, rows
+
+
+def _precision_serving_table(result: dict[str, Any]) -> Table:
+    header = ["engine / variant", "p50 ms:", "p99 ms:", "queries/s batched:"]
+    pr = _precision(result)
+    if pr is None:
+        return header, [["not measured", "-", "-", "-"]]
+    batch = pr["serving"]["batch"]
+    header[-1] = f"queries/s at batch {batch}:"
+    return header, [
+        [name, _fmt(e["ms_p50"]), _fmt(e["ms_p99"]), _fmt(e["batched_queries_per_s"])]
+        for name, e in pr["serving"]["engines"].items()
+    ]
+
+
+def _precision_memory_table(result: dict[str, Any]) -> Table:
+    header = ["variant", "first training step, MiB:", "first batched forward, MiB:"]
+    pr = _precision(result)
+    if pr is None:
+        return header, [["not measured", "-", "-"]]
+    return header, [
+        [name, _fmt(m.get("train_step_peak_mb")), _fmt(m.get("forward_peak_mb"))]
+        for name, m in pr["memory"].items()
+    ]
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], Table]] = {
     "run": _run_table,
     "targets": _targets_table,
@@ -495,6 +541,9 @@ TABLES: dict[str, Callable[[dict[str, Any]], Table]] = {
     "serving_setup": _serving_setup_table,
     "serving": _serving_table,
     "corpus": _corpus_table,
+    "precision_train": _precision_train_table,
+    "precision_serving": _precision_serving_table,
+    "precision_memory": _precision_memory_table,
 }
 
 

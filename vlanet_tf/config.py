@@ -18,6 +18,8 @@ from vlanet_tf.geometry import (
 )
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+# Keras dtype policies a model is built under (ModelConfig.precision).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
@@ -54,7 +56,16 @@ class ModelConfig:
     # length; w > 0 makes it O(K·w), for long videos. Charades-STA videos have K ≈ 90.
     video_self_attention_window: int = 0
 
+    # The Keras dtype policy every layer is built with: the compute dtype of the
+    # projections, GRU and attention energies (variables, the log-scale bookkeeping,
+    # the similarity and the scores stay float32; docs in each layer). A model field,
+    # not a training one: it fixes what the built network computes, so evaluate and
+    # export rebuild a run's model under the precision it was trained in.
+    precision: str = "float32"
+
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.window_frames = tuple(int(w) for w in self.window_frames)
         if self.vla_reduction not in ("mean", "sum"):
             raise ValueError(
@@ -136,6 +147,9 @@ class RunConfig:
     max_query_length: int | None = None
     attention_example: int = 0
     verbose: int | str = "auto"  # Keras fit verbosity; "auto": bar on a tty.
+    # XLA for the training step (Model.compile) and the inference forward pass
+    # (vlanet_tf.inference). Off by default: docs/PERFORMANCE.md measures it.
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -140,6 +140,7 @@ def evaluate_model(model_dir: str) -> tuple[dict, Any, ground_truth.Queries, str
         top_k=top_k,
         nms_threshold=FLAGS.nms_threshold,
         max_query_length=run.max_query_length,
+        jit_compile=FLAGS.jit_compile if FLAGS["jit_compile"].present else run.jit_compile,
     )
     title = f"{dataset}: {model_dir} ({FLAGS.checkpoint}) on {run.data_dir} ({FLAGS.split})"
     return result, rankings, queries, title

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from absl import flags
 
-from vlanet_tf.config import STRATEGIES, ModelConfig, RunConfig, TrainConfig
+from vlanet_tf.config import PRECISIONS, STRATEGIES, ModelConfig, RunConfig, TrainConfig
 from vlanet_tf.data import prepared
 from vlanet_tf.run_dir import RunDir, RunOptions
 
@@ -114,6 +114,14 @@ def define_model_flags() -> None:
         "for long videos.",
         lower_bound=0,
     )
+    flags.DEFINE_enum(
+        "precision",
+        d.precision,
+        list(PRECISIONS),
+        "Keras dtype policy of every layer: float32, mixed_bfloat16 (bfloat16 compute) "
+        "or mixed_float16 (float16 compute, trained with loss scaling). Saved with the "
+        "run; evaluate and export rebuild the model in it.",
+    )
 
 
 def define_train_flags() -> None:
@@ -168,6 +176,11 @@ def define_train_flags() -> None:
         "attention_example",
         0,
         "Index of the val query whose attention map is drawn to TensorBoard.",
+    )
+    flags.DEFINE_boolean(
+        "jit_compile",
+        False,
+        "XLA-compile the training step and the inference forward pass.",
     )
 
 
@@ -233,6 +246,7 @@ def run_config_from_flags(flag_values: flags.FlagValues) -> RunConfig:
         eval_top_k=flag_values.eval_top_k,
         max_query_length=flag_values.max_query_length,
         attention_example=flag_values.attention_example,
+        jit_compile=flag_values.jit_compile,
     )
 
 

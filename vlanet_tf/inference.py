@@ -18,16 +18,19 @@ from vlanet_tf.ranking import rank
 
 # One traced forward function per model, so that ranking the validation split every
 # epoch reuses the trace instead of tracing a fresh tf.function each time.
-_FORWARD: "weakref.WeakKeyDictionary[Any, Callable]" = weakref.WeakKeyDictionary()
+# Keyed by model, then by jit_compile.
+_FORWARD: "weakref.WeakKeyDictionary[Any, dict[bool, Callable]]" = weakref.WeakKeyDictionary()
 
 
-def _forward(model: Any) -> Callable:
-    if model not in _FORWARD:
-        _FORWARD[model] = tf.function(
+def _forward(model: Any, jit_compile: bool = False) -> Callable:
+    cache = _FORWARD.setdefault(model, {})
+    if bool(jit_compile) not in cache:
+        cache[bool(jit_compile)] = tf.function(
             lambda batch: model({k: batch[k] for k in INPUT_KEYS}, training=False),
             reduce_retracing=True,
+            jit_compile=bool(jit_compile),
         )
-    return _FORWARD[model]
+    return cache[bool(jit_compile)]
 
 
 def _text(values: np.ndarray) -> list[str]:
@@ -39,14 +42,15 @@ def predict_dataset(
     dataset: Iterable[dict[str, tf.Tensor]],
     top_k: int | None = 5,
     nms_threshold: float | None = None,
+    jit_compile: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Runs `model` over batches and yields one prediction dict per query.
 
     Each dict has `query_id`, `video_id`, `moments` (ranked [start, end, score]) and,
     when the batch carries ground truth, `ground_truth` (the annotators' [start, end]
-    in seconds) and `duration`.
+    in seconds) and `duration`. `jit_compile` XLA-compiles the forward pass.
     """
-    forward = _forward(model)
+    forward = _forward(model, jit_compile)
     for batch in dataset:
         inputs = {k: batch[k] for k in INPUT_KEYS}
         out = {k: v.numpy() for k, v in forward(inputs).items()}

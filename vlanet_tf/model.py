@@ -37,14 +37,19 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
 
     Outputs: `similarity` [B] (eq. 13), `scores` [B, N] (SPEC §7), `moments` [B, N, 2]
     seconds, `valid` bool [B, N], `attention_map` [B, N, M] (SPEC §10).
+
+    Every layer is built under the dtype policy `config.precision`; inputs and
+    outputs are float32 (and int32, bool) whatever it is.
     """
     inputs = model_inputs(config.feature_dim)
+    policy = keras.DTypePolicy(config.precision)
     query_encoder = QueryEncoder(
         config.vocab_size,
         config.word_dim,
         config.hidden_dim,
         config.gru_layers,
         config.train_embeddings,
+        dtype=policy,
         name="query_encoder",
     )
     proposal_builder = ProposalBuilder(
@@ -55,10 +60,11 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.window_frames,
         config.didemo_segments,
         config.segment_seconds,
+        dtype=policy,
         name="proposal_builder",
     )
     surrogate_select = SurrogateSelect(
-        enabled=config.use_surrogate_selection, name="surrogate_select"
+        enabled=config.use_surrogate_selection, dtype=policy, name="surrogate_select"
     )
     cascade = CascadedCrossModalAttention(
         config.hidden_dim,
@@ -69,6 +75,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.vla_reduction,
         config.attention_init_scale,
         video_self_attention_window(config),
+        dtype=policy,
         name="cascaded_cross_modal_attention",
     )
     query = query_encoder(inputs["query_tokens"])
@@ -277,23 +284,60 @@ class VLANet(keras.Model):
         )
         return loss, {"positive": pos_sim, "negative": neg_sim, "valid": valid}
 
+    def compile(self, optimizer: Any = "rmsprop", **kwargs: Any) -> None:
+        """Keras `compile`; under mixed_float16 the optimizer is wrapped in a
+        `LossScaleOptimizer` (float16 gradients underflow unscaled; bfloat16 has
+        float32's range and needs none). A LossScaleOptimizer given is kept as is.
+        Call under the strategy's scope, like `compile` itself."""
+        optimizer = keras.optimizers.get(optimizer)
+        if self.model_config.precision == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        super().compile(optimizer=optimizer, **kwargs)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and not optimizer.built:
+            # Built now so that `train_step` traces the scale variable, not the
+            # constant `initial_scale` an unbuilt optimizer's `scale_loss` returns.
+            optimizer.build(self.trainable_variables)
+
     def train_step(self, data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One optimizer step on the loss of eq. 14.
+
+        With a `keras.optimizers.LossScaleOptimizer` (mixed_float16) the gradient is
+        taken of the scaled loss and stays scaled through the clip, whose norm is
+        scaled with it (clipping g·s to clipnorm·s is clipping g to clipnorm); the
+        optimizer unscales it, and skips the step and halves the scale when any
+        gradient is not finite.
+        """
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         with tf.GradientTape() as tape:
             loss, _ = self.contrastive_step(data, training=True)
+            if scaled:
+                loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
         if self.clipnorm > 0:
-            gradients = self._clip_summed_gradients(gradients)
+            scale = self.optimizer.dynamic_scale if scaled else 1.0
+            gradients = self._clip_summed_gradients(gradients, scale)
         self.optimizer.apply(gradients, variables)
         return {m.name: m.result() for m in self.metrics}
 
-    def _clip_summed_gradients(self, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
-        """Clips the all-replica gradient's global norm; returns this replica's share."""
+    def _clip_summed_gradients(
+        self, gradients: list[tf.Tensor], scale: tf.Tensor | float = 1.0
+    ) -> list[tf.Tensor]:
+        """Clips the all-replica gradient's global norm; returns this replica's share.
+
+        `scale` is the loss scale the gradients carry: the clip norm is scaled by it. A
+        non-finite gradient makes every clipped gradient NaN, so the loss-scale
+        optimizer still sees the overflow and skips the step.
+        """
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         if replicas > 1:
             gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        gradients, _ = tf.clip_by_global_norm(gradients, self.clipnorm)
+        gradients, _ = tf.clip_by_global_norm(
+            gradients, tf.cast(scale, tf.float32) * self.clipnorm
+        )
         if replicas > 1:
             # The optimizer sums the replicas' gradients again.
             gradients = [g / replicas for g in gradients]

@@ -58,8 +58,10 @@ def build_model(
     train_config: TrainConfig,
     word_vectors: np.ndarray | None = None,
     compile_model: bool = True,
+    jit_compile: bool = False,
 ) -> VLANet:
-    """A VLANet with the data's word vectors, compiled when `compile_model`.
+    """A VLANet with the data's word vectors, compiled when `compile_model` (its
+    train step XLA-compiled when `jit_compile`).
 
     Call under the strategy's scope so that variables are mirrored.
     """
@@ -73,7 +75,7 @@ def build_model(
     if word_vectors is not None:
         model.set_word_vectors(word_vectors)
     if compile_model:
-        model.compile(optimizer=build_optimizer(train_config))
+        model.compile(optimizer=build_optimizer(train_config), jit_compile=jit_compile)
     return model
 
 
@@ -153,7 +155,9 @@ def prepare_run(
             f"{run_config.data_dir!r} holds {word_vectors.shape}"
         )
     with strategy.scope():
-        model = build_model(model_config, train_config, word_vectors)
+        model = build_model(
+            model_config, train_config, word_vectors, jit_compile=run_config.jit_compile
+        )
     return PreparedRun(manifest, vocabulary, model, run_dir)
 
 

@@ -45,9 +45,12 @@ def score_model(
     top_k: int | None = None,
     nms_threshold: float | None = None,
     source: str = "model",
+    jit_compile: bool = False,
 ) -> tuple[dict, predictions.Rankings]:
     """(metrics, rankings) of `model` over `dataset`, scored against `queries`."""
-    records = predict_dataset(model, dataset, top_k=top_k or None, nms_threshold=nms_threshold)
+    records = predict_dataset(
+        model, dataset, top_k=top_k or None, nms_threshold=nms_threshold, jit_compile=jit_compile
+    )
     rankings = predictions.from_records(records, queries, source)
     return scoring.score(dataset_name, queries, rankings), rankings
 
@@ -59,6 +62,7 @@ def evaluate_split(
     top_k: int | None = None,
     nms_threshold: float | None = None,
     max_query_length: int | None = None,
+    jit_compile: bool = False,
 ) -> tuple[dict, predictions.Rankings, ground_truth.Queries, str]:
     """Ranks every query of a prepared split and scores it (SPEC §8).
 
@@ -74,6 +78,7 @@ def evaluate_split(
             top_k,
             nms_threshold,
             source=f"{data_dir}:{split}",
+            jit_compile=jit_compile,
         )
     except tf.errors.DataLossError as error:
         raise prepared.corrupted_record_error(data_dir, error) from error
