@@ -74,9 +74,9 @@ def resampled_frames(
                     yield from emit(previous[1], previous[2], t)
                 previous = (t, frame, [None])
         except av.FFmpegError as error:
-            if previous is None:
-                raise VideoError(DECODE_ERROR, path, str(error)) from error
-            # A damaged tail: keep what decoded (frames so far stand).
+            # Features of the part before the damage would come with a wrong duration;
+            # the video is listed instead (FFmpeg conceals most damage without raising).
+            raise VideoError(DECODE_ERROR, path, f"after {k} frames: {error}") from error
         if previous is None:
             raise VideoError(ZERO_FRAMES, path)
         frame_seconds = (
