@@ -346,7 +346,9 @@ def faiss_index(vectors: np.ndarray, flat_limit: int = FLAT_LIMIT, nprobe: int =
 class Index:
     """An opened index: every video's cached proposals and the stage-1 FAISS index."""
 
-    def __init__(self, proposals: Proposals, manifest: dict[str, Any], flat_limit: int = FLAT_LIMIT):
+    def __init__(
+        self, proposals: Proposals, manifest: dict[str, Any], flat_limit: int = FLAT_LIMIT
+    ):
         self.data = proposals
         self.manifest = manifest
         valid = proposals.mask.reshape(-1)
