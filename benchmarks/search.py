@@ -32,12 +32,6 @@ from vlanet_tf.search.model import SearchModel
 from vlanet_tf.search.retrieval import Searcher
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Collection sizes.")
-flags.DEFINE_integer("exhaustive_max", 10000, "Largest size the exhaustive run measures.")
-flags.DEFINE_integer("queries", 20, "Timed queries per size.")
-flags.DEFINE_integer("candidates", 50, "N of stage 2.")
-flags.DEFINE_integer("groups", 10, "Segment groups per video.")
-flags.DEFINE_string("output", "benchmarks/results/search.json", "JSON written here.")
 
 D, L, TOPICS = 256, 3, 256
 WORDS = [f"w{i}" for i in range(200)]
@@ -78,6 +72,16 @@ def sentence(rng: np.random.Generator) -> str:
 
 def p(values, q) -> float:
     return float(np.percentile(values, q))
+
+
+def define_flags() -> None:
+    """The main's flags (defined on demand, so importing the module defines none)."""
+    flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Collection sizes.")
+    flags.DEFINE_integer("exhaustive_max", 10000, "Largest size the exhaustive run measures.")
+    flags.DEFINE_integer("queries", 20, "Timed queries per size.")
+    flags.DEFINE_integer("candidates", 50, "N of stage 2.")
+    flags.DEFINE_integer("groups", 10, "Segment groups per video.")
+    flags.DEFINE_string("output", "benchmarks/results/search.json", "JSON written here.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -186,4 +190,5 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -35,11 +35,15 @@ from vlanet_tf.search.model import SearchModel
 from vlanet_tf.search.retrieval import Searcher
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("test_videos", 1000, "Videos in the searched collection.")
-flags.DEFINE_integer("epochs", 4, "Training epochs.")
-flags.DEFINE_integer("max_queries", 300, "Sentences scored.")
-flags.DEFINE_list("candidates", ["10", "50", "100"], "N values of stage 2.")
-flags.DEFINE_string("output", "benchmarks/results/search_corpus.json", "JSON written here.")
+
+
+def define_flags() -> None:
+    """The main's flags (defined on demand, so importing the module defines none)."""
+    flags.DEFINE_integer("test_videos", 1000, "Videos in the searched collection.")
+    flags.DEFINE_integer("epochs", 4, "Training epochs.")
+    flags.DEFINE_integer("max_queries", 300, "Sentences scored.")
+    flags.DEFINE_list("candidates", ["10", "50", "100"], "N values of stage 2.")
+    flags.DEFINE_string("output", "benchmarks/results/search_corpus.json", "JSON written here.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -110,4 +114,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
