@@ -241,7 +241,8 @@ def build_index(
     Creates the index, adds to it, or resumes a killed build (module docstring).
 
     Args:
-      model: a `SearchModel`; an existing index must have been built with it.
+      model: a `SearchModel` or `SavedModelSearch`; an existing index must have been
+        built with it.
       features: HDF5 file or folder of .npy files (`vlanet_tf.data.features`).
       durations_csv: Charades-style CSV (id, length); without it each HDF5 dataset's
         `duration` attribute is used. Videos without a duration are skipped.
@@ -260,7 +261,11 @@ def build_index(
     else:
         manifest = {
             "format": FORMAT,
-            "model": {"fingerprint": model.fingerprint, "source": model.source},
+            "model": {
+                "fingerprint": model.fingerprint,
+                "source": model.source,
+                "kind": "saved_model" if hasattr(model, "loaded") else "run",
+            },
             "hidden_dim": model.hidden_dim,
             "num_scales": model.num_scales,
             "shards": [],
