@@ -49,7 +49,7 @@ def _serve(app):
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-@pytest.mark.slow  # chromium and a trained run: ~50 s alone, ~20 s after tests/test_search.py
+# ~4 s after tests/test_search.py has trained the shared run; ~20 s alone.
 def test_a_query_in_the_browser(browser, tmp_path_factory, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
