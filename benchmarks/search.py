@@ -32,12 +32,6 @@ from vlanet_tf.search.model import SearchModel
 from vlanet_tf.search.retrieval import Searcher
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Collection sizes.")
-flags.DEFINE_integer("exhaustive_max", 10000, "Largest size the exhaustive run measures.")
-flags.DEFINE_integer("queries", 20, "Timed queries per size.")
-flags.DEFINE_integer("candidates", 50, "N of stage 2.")
-flags.DEFINE_integer("groups", 10, "Segment groups per video.")
-flags.DEFINE_string("output", "benchmarks/results/search.json", "JSON written here.")
 
 D, L, TOPICS = 256, 3, 256
 WORDS = [f"w{i}" for i in range(200)]
@@ -80,6 +74,16 @@ def p(values, q) -> float:
     return float(np.percentile(values, q))
 
 
+def define_flags() -> None:
+    """The main's flags (defined on demand, so importing the module defines none)."""
+    flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Collection sizes.")
+    flags.DEFINE_integer("exhaustive_max", 10000, "Largest size the exhaustive run measures.")
+    flags.DEFINE_integer("queries", 20, "Timed queries per size.")
+    flags.DEFINE_integer("candidates", 50, "N of stage 2.")
+    flags.DEFINE_integer("groups", 10, "Segment groups per video.")
+    flags.DEFINE_string("output", "benchmarks/results/search.json", "JSON written here.")
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     rng = np.random.default_rng(0)
@@ -94,10 +98,10 @@ def main(argv: Sequence[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "shard.npz")
             head = min(size, 1000)
-            Proposals.concatenate([data]).__class__(
-                data.video_ids[:head], data.durations[:head],
-                data.group_offsets[: head + 1], data.proposals[: head * FLAGS.groups],
-                data.windows[: head * FLAGS.groups], data.mask[: head * FLAGS.groups],
+            rows_ = head * FLAGS.groups
+            Proposals(
+                data.video_ids[:head], data.durations[:head], data.group_offsets[: head + 1],
+                data.proposals[:rows_], data.windows[:rows_], data.mask[:rows_],
             ).save(path)
             disk_per_video = os.path.getsize(path) / head
         searcher = Searcher(index, model, candidates=FLAGS.candidates)
@@ -141,12 +145,9 @@ def main(argv: Sequence[str]) -> None:
             last = measured[-1]
             r["exhaustive_p50_ms"] = last["exhaustive_p50_ms"] * r["videos"] / last["videos"]
             r["exhaustive_measured"] = False
-    sizes = np.log([r["videos"] for r in rows])
     summary = {
-        "two_stage_exponent": float(np.polyfit(sizes, np.log([r["two_stage_p50_ms"] for r in rows]), 1)[0]),
-        "exhaustive_exponent_measured": float(
-            np.polyfit(np.log([r["videos"] for r in measured]), np.log([r["exhaustive_p50_ms"] for r in measured]), 1)[0]
-        ) if len(measured) > 1 else None,
+        "two_stage_exponent": _exponent(rows, "two_stage_p50_ms"),
+        "exhaustive_exponent_measured": _exponent(measured, "exhaustive_p50_ms"),
         "cpu_count": os.cpu_count(),
     }
     print(json.dumps(summary))
@@ -154,16 +155,40 @@ def main(argv: Sequence[str]) -> None:
     with open(FLAGS.output, "w") as f:
         json.dump({"rows": rows, "summary": summary}, f, indent=2)
         f.write("\n")
-    print("| videos | stage 1 | two-stage p50 / p90 ms | encode / stage 1 / cascade ms | exhaustive p50 ms | recall@10 vs exhaustive | memory / disk per video |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(table(rows))
+
+
+def _exponent(rows: list[dict], key: str) -> float | None:
+    """Slope of log(time) against log(videos): the cost exponent in corpus size."""
+    if len(rows) < 2:
+        return None
+    x = np.log([r["videos"] for r in rows])
+    return float(np.polyfit(x, np.log([r[key] for r in rows]), 1)[0])
+
+
+def table(rows: list[dict]) -> str:
+    """The README's markdown table of a run."""
+    lines = [
+        "| videos | stage 1 | two-stage p50 / p90 ms | encode / stage 1 / cascade (p50 ms) "
+        "| exhaustive p50 ms | recall@10 vs exhaustive | memory / disk per video |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         pp = r["parts_p50_ms"]
-        ex = f"{r['exhaustive_p50_ms']:.0f}" + ("" if r["exhaustive_measured"] else " (extrapolated)")
-        rec = f"{r['recall_at_10_vs_exhaustive']:.2f}" if "recall_at_10_vs_exhaustive" in r else "-"
-        print(f"| {r['videos']:,} | {r['stage1_index']} | {r['two_stage_p50_ms']:.1f} / {r['two_stage_p90_ms']:.1f} | "
-              f"{pp['encode_query']:.1f} / {pp['stage1']:.1f} / {pp['cascade']:.1f} | {ex} | {rec} | "
-              f"{r['memory_bytes_per_video'] / 1024:.1f} KiB / {r['disk_bytes_per_video'] / 1024:.1f} KiB |")
-
+        ex = f"{r['exhaustive_p50_ms']:,.0f}"
+        if not r["exhaustive_measured"]:
+            ex += " (extrapolated)"
+        rec = r.get("recall_at_10_vs_exhaustive")
+        lines.append(
+            f"| {r['videos']:,} | {r['stage1_index']} "
+            f"| {r['two_stage_p50_ms']:.1f} / {r['two_stage_p90_ms']:.1f} "
+            f"| {pp['encode_query']:.1f} / {pp['stage1']:.1f} / {pp['cascade']:.1f} | {ex} "
+            f"| {'-' if rec is None else f'{rec:.2f}'} "
+            f"| {r['memory_bytes_per_video'] / 1024:.1f} KiB / "
+            f"{r['disk_bytes_per_video'] / 1024:.1f} KiB |"
+        )
+    return "\n".join(lines)
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

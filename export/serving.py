@@ -21,6 +21,13 @@ Signatures (B batch, T clips, F feature size, M words, k = --top_k, N surrogates
 - `encode_query`: `query` string [B] -> `last` float32 [B, D] (w_M, the stage-1 vector
   of `vlanet_tf.search`), `words` float32 [B, M, D] (Q), `mask` bool [B, M]: the query
   side alone, so a collection search can run stage 1 beside TF Serving.
+- `encode_video`: `video_features`, `video_length`, `duration` -> `proposals` float32
+  [B, K, L, D] (unit rows), `windows` [B, K, L, 2] seconds, `mask` bool [B, K, L]: the
+  query-independent work a collection index caches (no request checks).
+- `match_proposals`: cached `proposals`, `windows`, `mask` of N videos and one encoded
+  query per row (`words` [N, M, D], `word_mask` [N, M], `last` [N, D]) -> `similarity`
+  [N], `scores` [N, S], `moments` [N, S, 2], `valid` [N, S]: surrogate selection and the
+  cascade (`vlanet_tf.model.match`) on them (no request checks).
 
 Ranking is SPEC §7 inside the graph, `vlanet_tf.ranking.top_moments`: the tie rule of
 `vlanet_tf.ranking.rank` (equal scores keep the lower surrogate index first). When a video has fewer than k valid surrogates
@@ -59,7 +66,7 @@ import tensorflow as tf
 
 from vlanet_tf import text
 from vlanet_tf.data import prepared
-from vlanet_tf.model import INPUT_KEYS
+from vlanet_tf.model import INPUT_KEYS, match
 from vlanet_tf.ranking import PADDED_SCORE, top_moments
 from vlanet_tf.run_dir import RunDir
 
@@ -70,6 +77,8 @@ TOKENS_SIGNATURE = "serve_tokens"
 SINGLE_SIGNATURE = "serve_tokens_single"
 PROPOSALS_SIGNATURE = "proposals"
 ENCODE_QUERY_SIGNATURE = "encode_query"
+ENCODE_VIDEO_SIGNATURE = "encode_video"
+MATCH_SIGNATURE = "match_proposals"
 RANKED_OUTPUTS = ("moments", "scores", "similarity", "num_moments")
 PROPOSAL_OUTPUTS = ("moments", "scores", "valid", "similarity", "attention_map")
 
@@ -302,6 +311,53 @@ class VLANetServing(tf.Module):
                 "mask": out["mask"],
             }
 
+        builder = self.network.get_layer("proposal_builder")
+        d, scales = int(builder.hidden_dim), int(builder.num_scales)
+
+        @tf.function(input_signature=[*video.values()])
+        def encode_video(video_features, video_length, duration):
+            out = builder(
+                {
+                    "video_features": video_features,
+                    "video_length": video_length,
+                    "duration": duration,
+                },
+                training=False,
+            )
+            return {
+                "proposals": tf.cast(out["proposals"], tf.float32),
+                "windows": out["windows"],
+                "mask": out["mask"],
+            }
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, scales, d], tf.float32, name="proposals"),
+                tf.TensorSpec([None, None, scales, 2], tf.float32, name="windows"),
+                tf.TensorSpec([None, None, scales], tf.bool, name="mask"),
+                tf.TensorSpec([None, None, d], tf.float32, name="words"),
+                tf.TensorSpec([None, None], tf.bool, name="word_mask"),
+                tf.TensorSpec([None, d], tf.float32, name="last"),
+            ]
+        )
+        def match_proposals(proposals, windows, mask, words, word_mask, last):
+            out = match(
+                self.network.get_layer("surrogate_select"),
+                self.network.get_layer("cascaded_cross_modal_attention"),
+                {
+                    "proposals": tf.cast(proposals, builder.compute_dtype),
+                    "windows": windows,
+                    "mask": mask,
+                },
+                {"words": words, "mask": word_mask, "last": last},
+            )
+            return {
+                "similarity": tf.cast(out["similarity"], tf.float32),
+                "scores": tf.cast(out["scores"], tf.float32),
+                "moments": out["moments"],
+                "valid": out["valid"],
+            }
+
         tokens = tf.TensorSpec([None, None], tf.int32, name="query_tokens")
 
         @tf.function(input_signature=[tokens, *video.values()])
@@ -338,6 +394,8 @@ class VLANetServing(tf.Module):
             SINGLE_SIGNATURE: serve_tokens_single.get_concrete_function(),
             PROPOSALS_SIGNATURE: proposals.get_concrete_function(),
             ENCODE_QUERY_SIGNATURE: encode_query.get_concrete_function(),
+            ENCODE_VIDEO_SIGNATURE: encode_video.get_concrete_function(),
+            MATCH_SIGNATURE: match_proposals.get_concrete_function(),
         }
 
     def parse_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -453,6 +511,8 @@ def save(
             SINGLE_SIGNATURE,
             PROPOSALS_SIGNATURE,
             ENCODE_QUERY_SIGNATURE,
+            ENCODE_VIDEO_SIGNATURE,
+            MATCH_SIGNATURE,
         ],
         **dict(info or {}),
     }

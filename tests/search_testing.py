@@ -37,7 +37,9 @@ class TrainedRun:
         return self.release / "charades_sta_test.txt"
 
 
-def trained_run(root: Path, num_videos: int = 160, num_test: int = 40, epochs: int = 4) -> TrainedRun:
+def trained_run(
+    root: Path, num_videos: int = 160, num_test: int = 40, epochs: int = 4
+) -> TrainedRun:
     """Synthetic release -> shards -> a short training run (built once per session)."""
     if "run" in _RUNS:
         return _RUNS["run"]

@@ -30,7 +30,9 @@ def model(run):
 @pytest.fixture(scope="module")
 def index_dir(run, model, tmp_path_factory):
     path = tmp_path_factory.mktemp("index") / "idx"
-    report = build_index(model, str(run.features), str(path), str(run.test_durations), progress=False)
+    report = build_index(
+        model, str(run.features), str(path), str(run.test_durations), progress=False
+    )
     # The features file holds train and test videos; only the test CSV gives durations.
     assert report.added == report.total == 40
     assert report.skipped == {"missing_duration": 160}
@@ -40,6 +42,9 @@ def index_dir(run, model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def records(run):
     return readers.read_charades_sta(run.test_annotations, run.test_durations)[0]
+
+
+WIDTHS = np.array([[0.0, 7.0], [0.0, 8.0], [0.0, 9.0]], np.float32)
 
 
 def _by_video(data: Proposals) -> dict[str, tuple]:
@@ -72,8 +77,10 @@ def test_the_planted_video_comes_first(index_dir, model, records):
             np.array(["planted"]),
             np.array([30.0], np.float32),
             np.array([0, groups]),
-            words[np.arange(groups * scales) % len(words)].reshape(groups, scales, d).astype(np.float16),
-            np.tile(np.array([[0.0, 7.0], [0.0, 8.0], [0.0, 9.0]], np.float32)[:scales], (groups, 1, 1))
+            words[np.arange(groups * scales) % len(words)]
+            .reshape(groups, scales, d)
+            .astype(np.float16),
+            np.tile(WIDTHS[:scales], (groups, 1, 1))
             + 2.5 * np.arange(groups, dtype=np.float32)[:, None, None],
             np.ones((groups, scales), bool),
         )
@@ -93,11 +100,12 @@ def test_the_planted_video_comes_first(index_dir, model, records):
 def test_adding_videos_equals_one_build(run, model, index_dir, tmp_path):
     ids = Index.open(str(index_dir)).data.video_ids.tolist()
     path = str(tmp_path / "grown")
-    first = build_index(model, str(run.features), path, str(run.test_durations), video_ids=ids[:15], progress=False)
+    csv = str(run.test_durations)
+    first = build_index(model, str(run.features), path, csv, video_ids=ids[:15], progress=False)
     assert first.total == 15
-    more = build_index(model, str(run.features), path, str(run.test_durations), progress=False)
+    more = build_index(model, str(run.features), path, csv, progress=False)
     assert (more.added, more.total) == (25, 40)
-    again = build_index(model, str(run.features), path, str(run.test_durations), progress=False)
+    again = build_index(model, str(run.features), path, csv, progress=False)
     assert again.added == 0  # nothing new: nothing re-encoded
     assert len(read_manifest(path)["shards"]) == 2
     _assert_same_videos(Index.open(path).data, Index.open(str(index_dir)).data)
@@ -140,7 +148,9 @@ def test_another_model_is_refused(run, model, index_dir, tmp_path):
     assert changed != model.fingerprint
     impostor = SearchModel(model.network, model.vocabulary, changed, source=str(other))
     with pytest.raises(ModelMismatch, match="built with the run"):
-        build_index(impostor, str(run.features), str(index_dir), str(run.test_durations), progress=False)
+        build_index(
+            impostor, str(run.features), str(index_dir), str(run.test_durations), progress=False
+        )
     with pytest.raises(ModelMismatch):
         Searcher(Index.open(str(index_dir)), impostor)
     with pytest.raises(ValueError, match="empty"):
@@ -185,3 +195,11 @@ def test_the_cli_queries_an_index(run, index_dir):
     )
     assert missing.returncode == 1 and "is not a search index" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_the_readme_table_is_the_committed_run():
+    from benchmarks.search import table
+
+    root = export_testing.REPO
+    rows = json.loads((root / "benchmarks/results/search.json").read_text())["rows"]
+    assert table(rows) in (root / "README.md").read_text()

@@ -49,7 +49,7 @@ def _serve(app):
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-@pytest.mark.slow  # chromium and a trained run: ~50 s alone, ~20 s after tests/test_search.py
+# ~4 s after tests/test_search.py has trained the shared run; ~20 s alone.
 def test_a_query_in_the_browser(browser, tmp_path_factory, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -87,7 +87,8 @@ def test_a_query_in_the_browser(browser, tmp_path_factory, tmp_path):
         assert browser.find_element(By.ID, "error").text == ""
         marks[0].click()
         src = browser.find_element(By.ID, "player").get_attribute("src")
-        assert src.endswith(f"/videos/{best.video_id}#t={best.moments[0][0]:.2f},{best.moments[0][1]:.2f}")
+        start, end = best.moments[0][:2]
+        assert src.endswith(f"/videos/{best.video_id}#t={start:.2f},{end:.2f}")
         shot = tmp_path / "search_page.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

@@ -32,3 +32,36 @@ def test_encode_query_equals_the_keras_query_encoder(run):
     np.testing.assert_allclose(np.linalg.norm(out["last"].numpy(), axis=1), 1.0, atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="no word"):
         loaded.signatures[serving.ENCODE_QUERY_SIGNATURE](query=tf.constant(["?!"]))
+
+
+def test_an_index_from_the_saved_model_ranks_as_the_run(run, tmp_path):
+    from vlanet_tf.search.index import Index, ModelMismatch, build_index
+    from vlanet_tf.search.model import SavedModelSearch, SearchModel
+    from vlanet_tf.search.retrieval import Searcher
+
+    csv = str(run.release / "Charades_v1_test.csv")
+    features = str(run.release / "features.h5")
+    exported, keras_run = SavedModelSearch(str(run.saved_model)), SearchModel.from_run(
+        str(run.model_dir)
+    )
+    build_index(exported, features, str(tmp_path / "sm"), csv, progress=False)
+    build_index(keras_run, features, str(tmp_path / "run"), csv, progress=False)
+    a = Index.open(str(tmp_path / "sm"))
+    b = Index.open(str(tmp_path / "run"))
+    np.testing.assert_array_equal(a.data.video_ids, b.data.video_ids)
+    np.testing.assert_array_equal(a.data.group_offsets, b.data.group_offsets)
+    np.testing.assert_allclose(
+        a.data.proposals.astype(np.float32), b.data.proposals.astype(np.float32), atol=2e-3
+    )
+    with pytest.raises(ModelMismatch):  # the index names the SavedModel, not the run
+        Searcher(a, keras_run)
+    by_saved = Searcher.open(str(tmp_path / "sm"), candidates=4)  # the kind it names
+    by_run = Searcher(b, keras_run, candidates=4)
+    for sentence in ("a person opens the door", "someone is holding a cup"):
+        x, y = by_saved.search(sentence, top_videos=4), by_run.search(sentence, top_videos=4)
+        assert [v.video_id for v in x.videos] == [v.video_id for v in y.videos]
+        np.testing.assert_allclose(
+            [v.similarity for v in x.videos], [v.similarity for v in y.videos], atol=1e-4
+        )
+    with pytest.raises(ValueError, match="no word"):
+        by_saved.search("?!")

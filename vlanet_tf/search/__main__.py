@@ -1,6 +1,7 @@
 """Search a video collection with a trained run.
 
-    python -m vlanet_tf.search index --model_dir=RUN --features=FILE.h5 --index=DIR
+    python -m vlanet_tf.search index --model_dir=RUN (or --saved_model=E/1) \
+        --features=FILE.h5 --index=DIR
         [--durations=Charades_v1_test.csv]        (else each dataset's `duration` attr)
     python -m vlanet_tf.search query --index=DIR --query="..." [--top_videos=10]
         [--top_moments=3] [--candidates=100] [--exhaustive] [--json]
@@ -25,6 +26,7 @@ FLAGS = flags.FLAGS
 COMMANDS = ("index", "query", "serve", "evaluate")
 
 flags.DEFINE_string("model_dir", None, "Training run (index: required; else the index's).")
+flags.DEFINE_string("saved_model", None, "An exported version folder, instead of a run.")
 flags.DEFINE_string("checkpoint", "best", "best|last|PATH of the run's weights.")
 flags.DEFINE_string("features", None, "index: HDF5 file or folder of .npy features.")
 flags.DEFINE_string("durations", None, "CSV with id,length columns (Charades-STA).")
@@ -55,10 +57,15 @@ def main(argv: Sequence[str]) -> None:
 
     if command == "index":
         from vlanet_tf.search.index import build_index
-        from vlanet_tf.search.model import SearchModel
+        from vlanet_tf.search.model import load_model
 
-        _require("model_dir", "features")
-        model = SearchModel.from_run(FLAGS.model_dir, FLAGS.checkpoint)
+        _require("features")
+        if (FLAGS.model_dir is None) == (FLAGS.saved_model is None):
+            raise app.UsageError("index needs one of --model_dir and --saved_model")
+        if FLAGS.saved_model:
+            model = load_model(FLAGS.saved_model, "saved_model")
+        else:
+            model = load_model(FLAGS.model_dir, "run", FLAGS.checkpoint)
         report = build_index(model, FLAGS.features, FLAGS.index, FLAGS.durations)
         print(
             f"added {report.added} videos ({report.total} in {FLAGS.index}) in "
@@ -68,7 +75,11 @@ def main(argv: Sequence[str]) -> None:
 
     def open_searcher() -> Searcher:
         return Searcher.open(
-            FLAGS.index, FLAGS.model_dir, FLAGS.checkpoint, candidates=FLAGS.candidates
+            FLAGS.index,
+            FLAGS.model_dir,
+            FLAGS.checkpoint,
+            saved_model=FLAGS.saved_model,
+            candidates=FLAGS.candidates,
         )
 
     if command == "query":

@@ -241,7 +241,8 @@ def build_index(
     Creates the index, adds to it, or resumes a killed build (module docstring).
 
     Args:
-      model: a `SearchModel`; an existing index must have been built with it.
+      model: a `SearchModel` or `SavedModelSearch`; an existing index must have been
+        built with it.
       features: HDF5 file or folder of .npy files (`vlanet_tf.data.features`).
       durations_csv: Charades-style CSV (id, length); without it each HDF5 dataset's
         `duration` attribute is used. Videos without a duration are skipped.
@@ -260,7 +261,11 @@ def build_index(
     else:
         manifest = {
             "format": FORMAT,
-            "model": {"fingerprint": model.fingerprint, "source": model.source},
+            "model": {
+                "fingerprint": model.fingerprint,
+                "source": model.source,
+                "kind": "saved_model" if hasattr(model, "loaded") else "run",
+            },
             "hidden_dim": model.hidden_dim,
             "num_scales": model.num_scales,
             "shards": [],
@@ -346,7 +351,9 @@ def faiss_index(vectors: np.ndarray, flat_limit: int = FLAT_LIMIT, nprobe: int =
 class Index:
     """An opened index: every video's cached proposals and the stage-1 FAISS index."""
 
-    def __init__(self, proposals: Proposals, manifest: dict[str, Any], flat_limit: int = FLAT_LIMIT):
+    def __init__(
+        self, proposals: Proposals, manifest: dict[str, Any], flat_limit: int = FLAT_LIMIT
+    ):
         self.data = proposals
         self.manifest = manifest
         valid = proposals.mask.reshape(-1)

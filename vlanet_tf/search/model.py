@@ -202,3 +202,84 @@ class SearchModel:
             tf.constant(query["last"], tf.float32),
         )
         return {k: v.numpy() for k, v in out.items()}
+
+
+def saved_model_fingerprint(saved_model_dir: str) -> str:
+    """SHA-256 (hex) over a SavedModel's saved_model.pb and variables/, in name order."""
+    digest = hashlib.sha256()
+    paths = [os.path.join(saved_model_dir, "saved_model.pb")]
+    variables = os.path.join(saved_model_dir, "variables")
+    if os.path.isdir(variables):
+        paths += [os.path.join(variables, n) for n in sorted(os.listdir(variables))]
+    for path in paths:
+        digest.update(os.path.basename(path).encode("utf-8") + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class SavedModelSearch:
+    """`SearchModel`'s interface over an exported SavedModel (export/serving.py).
+
+    Uses its `encode_video`, `encode_query` and `match_proposals` signatures, so an index
+    can be built and queried without the training code or its data directory.
+    """
+
+    def __init__(self, saved_model_dir: str) -> None:
+        if not os.path.isfile(os.path.join(saved_model_dir, "saved_model.pb")):
+            raise ValueError(f"{saved_model_dir!r} is not a SavedModel (no saved_model.pb)")
+        self.loaded = tf.saved_model.load(saved_model_dir)
+        missing = {"encode_video", "encode_query", "match_proposals"} - set(
+            self.loaded.signatures.keys()
+        )
+        if missing:
+            raise ValueError(
+                f"{saved_model_dir!r} lacks the signatures {sorted(missing)}: export it "
+                "again with this version of export.saved_model"
+            )
+        self.fingerprint = saved_model_fingerprint(saved_model_dir)
+        self.source = os.path.abspath(saved_model_dir)
+        spec = self.loaded.signatures["match_proposals"].structured_input_signature[1]
+        self.num_scales, self.hidden_dim = (int(n) for n in spec["proposals"].shape[2:])
+        video = self.loaded.signatures["encode_video"].structured_input_signature[1]
+        self.feature_dim = int(video["video_features"].shape[-1])
+
+    def encode_videos(self, features, length, duration) -> dict[str, np.ndarray]:
+        out = self.loaded.signatures["encode_video"](
+            video_features=tf.constant(features, tf.float32),
+            video_length=tf.constant(length, tf.int32),
+            duration=tf.constant(duration, tf.float32),
+        )
+        out = {k: v.numpy() for k, v in out.items()}
+        out["proposals"] = out["proposals"].astype(np.float16)
+        return out
+
+    def encode_query(self, sentence: str) -> dict[str, np.ndarray]:
+        try:
+            out = self.loaded.signatures["encode_query"](query=tf.constant([sentence]))
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(
+                f"the query {sentence!r} has no word left after tokenisation "
+                "(only [a-z0-9'] count)"
+            ) from error
+        return {k: out[k].numpy()[0] for k in ("last", "words", "mask")}
+
+    def match(self, proposals, windows, mask, query) -> dict[str, np.ndarray]:
+        n = proposals.shape[0]
+        out = self.loaded.signatures["match_proposals"](
+            proposals=tf.constant(proposals, tf.float32),
+            windows=tf.constant(windows, tf.float32),
+            mask=tf.constant(mask, tf.bool),
+            words=tf.constant(np.repeat(query["words"][None], n, 0), tf.float32),
+            word_mask=tf.constant(np.repeat(query["mask"][None], n, 0), tf.bool),
+            last=tf.constant(np.repeat(query["last"][None], n, 0), tf.float32),
+        )
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def load_model(source: str, kind: str = "run", checkpoint: str = "best"):
+    """A `SearchModel` (kind "run": a training run) or `SavedModelSearch` ("saved_model")."""
+    if kind == "saved_model":
+        return SavedModelSearch(source)
+    return SearchModel.from_run(source, checkpoint)

@@ -20,7 +20,7 @@ import numpy as np
 
 from vlanet_tf.ranking import rank
 from vlanet_tf.search.index import Index, check_model, read_manifest
-from vlanet_tf.search.model import SearchModel
+from vlanet_tf.search.model import SearchModel, load_model
 
 DEFAULT_CANDIDATES = 50
 DEFAULT_BATCH = 256
@@ -59,7 +59,8 @@ class Searcher:
 
     Args:
       index: an opened `Index`.
-      model: the `SearchModel` of the run that built it (checked by fingerprint).
+      model: the `SearchModel` (or `SavedModelSearch`) that built it (checked by
+        fingerprint).
       candidates: N, the videos stage 1 hands to the cascade.
       batch_size: videos per cascade call.
     """
@@ -83,11 +84,19 @@ class Searcher:
         index_dir: str,
         model_dir: str | None = None,
         checkpoint: str = "best",
+        saved_model: str | None = None,
         **kwargs: Any,
     ) -> "Searcher":
-        """The index at `index_dir` with its run (`model_dir`, default: the one it names)."""
+        """The index at `index_dir` with its model: `model_dir` or `saved_model`, default
+        the one the index names."""
         manifest = read_manifest(index_dir)
-        model = SearchModel.from_run(model_dir or manifest["model"]["source"], checkpoint)
+        if saved_model or model_dir:
+            kind = "saved_model" if saved_model else "run"
+            source = saved_model or model_dir
+        else:
+            kind = manifest["model"].get("kind", "run")
+            source = manifest["model"]["source"]
+        model = load_model(source, kind, checkpoint)
         check_model(manifest, model, index_dir)
         return cls(Index.open(index_dir), model, **kwargs)
 
