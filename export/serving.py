@@ -185,7 +185,8 @@ class VLANetServing(tf.Module):
         if self.max_duration != float("inf"):
             bounds.append(
                 tf.debugging.assert_less_equal(
-                    duration,
+                    # NaN and Inf are left to their own check below.
+                    tf.where(tf.math.is_finite(duration), duration, tf.zeros_like(duration)),
                     tf.constant(self.max_duration, duration.dtype),
                     message=f"duration implies more than {MAX_SEGMENT_GROUPS} segment "
                     f"groups (at most {self.max_duration:g} s)",

@@ -206,7 +206,7 @@ def test_killed_at_every_checkpoint_stage_ends_like_an_uninterrupted_run(data_di
     for stage in STAGES:
         run = training_testing.run_hooked_train(args(killed) + [f"--kill_at_write={stage}"])
         assert run.returncode == -9, (stage, run.stderr[-3000:])
-        assert f"killed while writing" in run.stdout, stage
+        assert "killed while writing" in run.stdout, stage
     finished = training_testing.run_train(args(killed))
     assert finished.returncode == 0, finished.stderr[-3000:]
     want = _weights(RunDir(str(straight)).checkpoint_path(3))

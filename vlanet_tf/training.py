@@ -5,8 +5,11 @@ Library code: everything arrives as typed configs (`ModelConfig`, `TrainConfig`,
 `vlanet_tf.experiment.run_experiment` picks `fit` (here) or the multi-worker loop
 (`vlanet_tf.custom_loop`). What a run leaves in model_dir is listed in
 `vlanet_tf.run_dir`. A run that is killed resumes from `backup/` at the start of the
-epoch it was in when it is started again with the same command; rerunning a finished
-run trains no further.
+epoch it was in when it is started again with the same command (an unusable backup is
+reported and the newest good epoch checkpoint used instead; with `--deterministic` the
+input is skipped to where it stopped, so the weights end as an uninterrupted run's);
+rerunning a finished run trains no further. A NaN or infinite loss or weight stops the
+run (`callbacks.NonFiniteLoss`) before that epoch writes anything.
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ def make_dataset(
       vocabulary: token lookup; by default the data directory's vocab.txt.
       deterministic: fixed element order and seeded shuffles (same batches every run).
       seed: seed of the shuffles when `deterministic`.
-      repeat: repeat forever (after the shuffle, so every epoch reshuffles).
+      repeat: repeat forever (after the shuffle, so every epoch reshuffles; with
+        `deterministic`, pass p is shuffled with seed + p, so the stream depends only
+        on the position and `skip` resumes it exactly).
       max_query_length: keep at most this many tokens; by default the manifest's
         `max_query_length` (None: no truncation).
       input_context: from `tf.distribute`; the files (or, with fewer files than input
@@ -114,38 +116,52 @@ def make_dataset(
         drop_remainder = training
     shuffle_seed = seed if deterministic else None
 
-    dataset = tf.data.Dataset.from_tensor_slices(files)
     shard_records = False
     if input_context is not None and input_context.num_input_pipelines > 1:
-        if len(files) >= input_context.num_input_pipelines:
+        shard_records = len(files) < input_context.num_input_pipelines
+
+    def one_pass(pass_seed: Any) -> tf.data.Dataset:
+        """The sentences of one pass over the split, shuffled by `pass_seed`."""
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            if not shard_records:
+                dataset = dataset.shard(
+                    input_context.num_input_pipelines, input_context.input_pipeline_id
+                )
+        if training:
+            dataset = dataset.shuffle(len(files), seed=pass_seed)
+        dataset = dataset.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(len(files), 8),
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic or not training,
+        )
+        if shard_records:
             dataset = dataset.shard(
                 input_context.num_input_pipelines, input_context.input_pipeline_id
             )
-        else:
-            shard_records = True
-    if training:
-        dataset = dataset.shuffle(len(files), seed=shuffle_seed)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 8),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic or not training,
-    )
-    if shard_records:
-        dataset = dataset.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
+        dataset = dataset.map(
+            schema.decode,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic or not training,
         )
-    dataset = dataset.map(
-        schema.decode,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic or not training,
-    )
-    dataset = dataset.flat_map(_to_sentences).map(_merge)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=shuffle_seed)
-    if repeat:
-        dataset = dataset.repeat()
+        dataset = dataset.flat_map(_to_sentences).map(_merge)
+        if training:
+            dataset = dataset.shuffle(shuffle_buffer, seed=pass_seed)
+        return dataset
+
+    if repeat and training and deterministic:
+        # Pass p is shuffled with seed + p, built afresh for each pass: the stream is a
+        # function of the position alone, however many iterators Keras opens on it,
+        # so a resumed run can skip to where it stopped and read the same batches.
+        dataset = tf.data.Dataset.range(2**62).flat_map(
+            lambda p: one_pass(tf.cast(seed, tf.int64) + p)
+        )
+    else:
+        dataset = one_pass(shuffle_seed)
+        if repeat:
+            dataset = dataset.repeat()
     dataset = dataset.padded_batch(
         batch_size, padding_values=_padding_values(), drop_remainder=drop_remainder
     )
