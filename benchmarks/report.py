@@ -524,6 +524,20 @@ def _precision_memory_table(result: dict[str, Any]) -> Table:
     ]
 
 
+def _precision_layers_table(result: dict[str, Any]) -> Table:
+    header = ["part of a training pass (forward + backward)", "float32 ms:",
+              "mixed_bfloat16 ms:", "bfloat16 / float32:"]
+    pr = _precision(result)
+    if pr is None or "layers" not in pr:
+        return header, [["not measured", "-", "-", "-"]]
+    ms = pr["layers"]["ms"]
+    return header, [
+        [name, _fmt(ms["float32"][name]), _fmt(ms["mixed_bfloat16"][name]),
+         f"{pr['layers']['bfloat16_over_float32'][name]:.2f}"]
+        for name in ms["float32"]
+    ]
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], Table]] = {
     "run": _run_table,
     "targets": _targets_table,
@@ -544,6 +558,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], Table]] = {
     "precision_train": _precision_train_table,
     "precision_serving": _precision_serving_table,
     "precision_memory": _precision_memory_table,
+    "precision_layers": _precision_layers_table,
 }
 
 

@@ -4,7 +4,10 @@
 
 The run's options (data directory, query length, geometry) are reloaded from
 `--model_dir`; the training flagfile parses here too, and --data_dir or
---max_query_length given explicitly override the run's.
+--max_query_length given explicitly override the run's. So does --precision: the
+export computes in the run's precision by default (a mixed_bfloat16 run serves in
+bfloat16, float32 in and out); --precision=float32 serves the same float32 weights in
+float32, which the TFLite converter needs.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main(argv: Sequence[str]) -> None:
         data_dir=vflags.given(flags.FLAGS, "data_dir"),
         version=flags.FLAGS.version,
         max_query_length=vflags.given(flags.FLAGS, "max_query_length"),
+        precision=vflags.given(flags.FLAGS, "precision"),
     )
     print(path)
 

@@ -56,6 +56,8 @@ MAX_BATCH · MAX_SEGMENT_GROUPS² · 4 bytes = 1 GiB for the attention (README,
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -441,15 +443,23 @@ def resolve_run(
     data_dir: str | None = None,
     max_query_length: int | None = None,
     checkpoint: str = "best",
+    precision: str | None = None,
 ) -> tuple[keras.Model, str, int | None, str]:
     """(functional network, vocab.txt path, max_query_length, weights file) of a run.
 
     The run's options come from its directory (`vlanet_tf.run_dir`): the vocabulary
     from its data directory and its query length, unless `data_dir` or
-    `max_query_length` are given. `checkpoint` is best|last|PATH.
+    `max_query_length` are given. `checkpoint` is best|last|PATH. The network computes
+    in the run's precision unless `precision` is given: the weights are float32 in
+    every precision, so e.g. a mixed_bfloat16 run exported with "float32" serves its
+    own weights in float32 (what TFLite needs: it converts no bfloat16 ops).
     """
     run_dir = RunDir(model_dir)
     options = run_dir.load_options(data_dir=data_dir, max_query_length=max_query_length)
+    if precision is not None:
+        options = dataclasses.replace(
+            options, model=dataclasses.replace(options.model, precision=precision)
+        )
     data_dir = options.run.data_dir
     vocab_path = os.path.join(data_dir, prepared.VOCAB_FILE)
     if not os.path.isfile(vocab_path):
@@ -548,14 +558,16 @@ def export_run(
     data_dir: str | None = None,
     version: int | None = None,
     max_query_length: int | None = None,
+    precision: str | None = None,
 ) -> str:
     """Exports a training run's checkpoint; returns the version folder written.
 
-    The run's options are reloaded from its directory; `data_dir` and
-    `max_query_length` override them when given.
+    The run's options are reloaded from its directory; `data_dir`,
+    `max_query_length` and `precision` (the compute format, see `resolve_run`)
+    override them when given. Inputs and outputs are float32 in every precision.
     """
     network, vocab_path, max_query_length, weights = resolve_run(
-        model_dir, data_dir, max_query_length, checkpoint
+        model_dir, data_dir, max_query_length, checkpoint, precision
     )
     module = VLANetServing(network, vocab_path, top_k, max_query_length)
     return save(

@@ -62,8 +62,13 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = f"--{'no' if value else ''}{field.name}", not value
                 elif field.name == "window_frames":
                     arg, expected = "--window_frames=96,128", (96, 128)
-                elif field.name in ("proposal_mode", "optimizer", "vla_reduction"):
-                    choice = {"proposal_mode": "didemo", "optimizer": "sgd", "vla_reduction": "sum"}
+                elif field.name in ("proposal_mode", "optimizer", "vla_reduction", "precision"):
+                    choice = {
+                        "proposal_mode": "didemo",
+                        "optimizer": "sgd",
+                        "vla_reduction": "sum",
+                        "precision": "mixed_bfloat16",
+                    }
                     arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
                 elif isinstance(value, int):
                     arg, expected = f"--{field.name}={value + 3}", value + 3
