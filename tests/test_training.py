@@ -230,3 +230,12 @@ class OptimizerTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def test_history_leaves_out_cells_keras_wrote_as_na(tmp_path):
+    # CSVLogger writes "NA" for a key an epoch did not log, e.g. without a val split.
+    (tmp_path / "history.csv").write_text(
+        "epoch,loss,val_R1@0.5\n0,0.9,NA\n1,0.5,12.5\n", encoding="utf-8"
+    )
+    rows = RunDir(str(tmp_path)).read_history()
+    assert rows == [{"epoch": 0.0, "loss": 0.9}, {"epoch": 1.0, "loss": 0.5, "val_R1@0.5": 12.5}]

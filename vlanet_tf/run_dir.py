@@ -322,13 +322,17 @@ class RunDir:
         self.write_best(epoch, metric, metrics)
 
     def read_history(self) -> list[dict[str, float]]:
-        """history.csv rows by epoch; a row rewritten after a resume replaces the old one."""
+        """history.csv rows by epoch; a row rewritten after a resume replaces the old one.
+
+        Keras' CSVLogger writes "NA" for a metric an epoch did not log (no val split);
+        such cells are left out of the row.
+        """
         if not os.path.isfile(self.history_path):
             return []
         rows: dict[int, dict[str, float]] = {}
         with open(self.history_path, encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f):
-                values = {k: float(v) for k, v in row.items() if v not in ("", None)}
+                values = {k: float(v) for k, v in row.items() if v not in ("", "NA", None)}
                 rows[int(values["epoch"])] = values
         return [rows[e] for e in sorted(rows)]
 
