@@ -36,7 +36,17 @@ import tempfile
 import time
 from typing import Any, Callable, Sequence
 
-from benchmarks import corpus, data_build, pipeline, reference, report, scaling, serving, train
+from benchmarks import (
+    corpus,
+    data_build,
+    pipeline,
+    precision,
+    reference,
+    report,
+    scaling,
+    serving,
+    train,
+)
 from benchmarks.common import BenchOptions, json_default
 
 __all__ = ["BenchOptions", "SECTIONS", "headline", "main", "run"]
@@ -58,6 +68,8 @@ SECTIONS: dict[str, Callable[[BenchOptions, str, dict[str, Any]], Any]] = {
         process=o.scaling_process,
     ),
     "corpus": lambda o, root, done: corpus.measure(max(o.feature_dims), o),
+    # Each precision and XLA side by side, interleaved (benchmarks/precision.py).
+    "precision": lambda o, root, done: precision.measure(max(o.feature_dims), o, root),
 }
 # A section needs the ones named here to have run first.
 NEEDS = {"pipeline": ("train",)}
