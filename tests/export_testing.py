@@ -98,3 +98,30 @@ def run_module(args: list[str], timeout: float = 240) -> subprocess.CompletedPro
         text=True,
         timeout=timeout,
     )
+
+
+def assert_same_ranking(got: dict, want: dict, atol: float, where: str) -> None:
+    """Two engines' ranked outputs agree: scores, counts and similarity within `atol`,
+    and the moments rank by rank, except that moments whose reference scores tie
+    (within `atol`) may come in either order: a converted graph rounds differently,
+    and the tie rule then sees two different near-equal numbers."""
+    want = {k: np.asarray(v) for k, v in want.items()}
+    got = {k: np.asarray(v) for k, v in got.items()}
+    np.testing.assert_array_equal(got["num_moments"], want["num_moments"], err_msg=where)
+    for key in ("scores", "similarity"):
+        np.testing.assert_allclose(got[key], want[key], atol=atol, err_msg=f"{where} {key}")
+    for row in range(want["scores"].shape[0]):
+        scores = want["scores"][row]
+        start = 0
+        while start < len(scores):
+            end = start + 1
+            while end < len(scores) and abs(scores[end] - scores[start]) <= atol:
+                end += 1
+            key = lambda m: (round(float(m[0]), 3), round(float(m[1]), 3))  # noqa: E731
+            np.testing.assert_allclose(
+                sorted(got["moments"][row, start:end].tolist(), key=key),
+                sorted(want["moments"][row, start:end].tolist(), key=key),
+                atol=atol,
+                err_msg=f"{where} moments of ranks {start}..{end - 1}",
+            )
+            start = end
