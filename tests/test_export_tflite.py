@@ -91,6 +91,8 @@ def test_quantised_variants_report_size_and_r1(run, tmp_path):
     assert report["dynamic_range"]["bytes"] <= report["float32"]["bytes"]
 
 
+# About 15 s; the default model's conversion stays in the default suite.
+@pytest.mark.slow
 def test_banded_video_self_attention_converts_to_builtins(tmp_path):
     """The band is built from gather, batched matmul and select: still builtin ops."""
     from vlanet_tf.config import ModelConfig

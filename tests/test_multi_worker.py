@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import data_testing, training_testing
@@ -206,6 +207,8 @@ class MultiWorkerTest(tf.test.TestCase):
             for key in ("loss", "pos_sim", "neg_sim", "val_R1@0.5"):
                 self.assertAllClose(row[key], want[key], atol=1e-5, msg=key)
 
+    # About 45 s; resuming is also covered by test_resume and test_robust_training.
+    @pytest.mark.slow
     def test_killing_a_worker_then_restarting_both_resumes(self):
         model_dir = str(self.root / "killed")
         log = str(self.root / "killed")

@@ -11,6 +11,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 
 from data_prep import build as build_lib
@@ -100,6 +101,8 @@ class SyntheticLearningTest(tf.test.TestCase):
         self.report({"Random": self.random, "VLANet": full})
         self.assertGreaterEqual(full["R1@0.5"], 2 * self.random["R1@0.5"])
 
+    # About 50 s: a second model trained for the ablation row.
+    @pytest.mark.slow
     def test_without_surrogate_selection_reported_beside_it(self):
         full = self.full()
         ablated = self.train(
