@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from data_prep.word_vectors import FORMATS, load_word_vectors
+from vlanet_tf import files as file_io
 from vlanet_tf.data import features as feature_lib
 from vlanet_tf.data import readers
 from vlanet_tf.data.prepared import EMBEDDINGS_FILE, MANIFEST_FILE, VOCAB_FILE
@@ -99,11 +100,7 @@ def _fingerprint_file(path: str, hash_limit_mb: float) -> dict[str, Any]:
     size = os.path.getsize(path)
     entry: dict[str, Any] = {"path": os.path.abspath(path), "bytes": size}
     if size <= hash_limit_mb * 2**20:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                digest.update(block)
-        entry["sha256"] = digest.hexdigest()
+        entry["sha256"] = file_io.sha256(path)
     else:
         # Hashing tens of GB of features would dominate the run; size + mtime still
         # detect a replaced file.
@@ -326,14 +323,6 @@ def _split_into_shards(
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -583,7 +572,7 @@ def _build(
                     "videos": num_videos,
                     "sentences": num_sentences,
                     "bytes": os.path.getsize(path),
-                    "sha256": _sha256(path),
+                    "sha256": file_io.sha256(path),
                     "counts": shard_counter.to_dict(),
                 }
                 _write_json_atomic(state_path, state)
@@ -630,12 +619,12 @@ def _build(
         # What readers check: sizes always, hashes on `prepared.verify(hashes=True)`.
         "files": {
             **{
-                n: {"bytes": state["shards"][n]["bytes"], "sha256": state["shards"][n].get("sha256") or _sha256(os.path.join(options.output_dir, n))}
+                n: {"bytes": state["shards"][n]["bytes"], "sha256": state["shards"][n].get("sha256") or file_io.sha256(os.path.join(options.output_dir, n))}
                 for s in splits
                 for n in shard_names[s]
             },
             **{
-                n: {"bytes": os.path.getsize(os.path.join(options.output_dir, n)), "sha256": _sha256(os.path.join(options.output_dir, n))}
+                n: {"bytes": os.path.getsize(os.path.join(options.output_dir, n)), "sha256": file_io.sha256(os.path.join(options.output_dir, n))}
                 for n in (VOCAB_FILE, EMBEDDINGS_FILE)
             },
         },

@@ -67,7 +67,6 @@ import keras
 import tensorflow as tf
 
 from vlanet_tf import text
-from vlanet_tf.data import prepared
 from vlanet_tf.model import INPUT_KEYS, match
 from vlanet_tf.ranking import PADDED_SCORE, top_moments
 from vlanet_tf.run_dir import RunDir
@@ -460,21 +459,8 @@ def resolve_run(
         options = dataclasses.replace(
             options, model=dataclasses.replace(options.model, precision=precision)
         )
-    data_dir = options.run.data_dir
-    vocab_path = os.path.join(data_dir, prepared.VOCAB_FILE)
-    if not os.path.isfile(vocab_path):
-        raise ValueError(
-            f"expected the training vocabulary at {vocab_path!r}, found none; pass the "
-            "prepared --data_dir the run was trained on"
-        )
-    max_query_length = options.run.max_query_length
-    if max_query_length is None:
-        max_query_length = prepared.load_manifest(data_dir).get("max_query_length")
-    weights = run_dir.weights_path(checkpoint)
-    if not os.path.isfile(weights):
-        raise ValueError(f"checkpoint {checkpoint!r} resolves to {weights!r}, which does not exist")
-    network = run_dir.load_model(weights, options).network
-    return network, vocab_path, max_query_length, weights
+    model, vocab_path, max_query_length, weights = run_dir.serving_parts(checkpoint, options)
+    return model.network, vocab_path, max_query_length, weights
 
 
 def next_version(export_base: str) -> int:

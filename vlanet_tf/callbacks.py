@@ -12,7 +12,7 @@ import tensorflow as tf
 from vlanet_tf import files, plots
 from vlanet_tf.evaluation import ground_truth, predictions, scoring
 from vlanet_tf.model import INPUT_KEYS
-from vlanet_tf.run_dir import RunDir, file_sha256
+from vlanet_tf.run_dir import RunDir
 from vlanet_tf.text import words
 from vlanet_tf.validation import score_model
 
@@ -221,7 +221,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             self.model.optimizer.build(self.model.trainable_variables)
         for epoch, path, sha256 in self._candidates():
             if sha256 is not None and (
-                not os.path.isfile(path) or file_sha256(path) != sha256
+                not os.path.isfile(path) or files.sha256(path) != sha256
             ):
                 print(f"warning: {path} does not match {self._training_metadata_path}; "
                       "resuming from an older state", flush=True)
@@ -250,7 +250,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             {
                 "epoch": self._current_epoch,
                 "batch": self._last_batch_seen,
-                "weights_sha256": file_sha256(self._weights_path),
+                "weights_sha256": files.sha256(self._weights_path),
             },
         )
         # The epoch is whole: the next run resumes after it.

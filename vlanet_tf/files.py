@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -50,6 +51,19 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_json(path: str, obj: Any, sort_keys: bool = True) -> None:
     """Writes `obj` as indented JSON (keys sorted unless told not to) atomically."""
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode("utf-8"))
+
+
+def update_digest(digest: Any, path: str) -> Any:
+    """Feeds the bytes of the file at `path` to a hashlib object, in 4 MiB blocks."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest
+
+
+def sha256(path: str) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    return update_digest(hashlib.sha256(), path).hexdigest()
 
 
 def read_json(path: str) -> Any:

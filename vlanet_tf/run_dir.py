@@ -270,6 +270,30 @@ class RunDir:
             )
         return checkpoints[-1]
 
+    def serving_parts(
+        self, checkpoint: str = "best", options: RunOptions | None = None
+    ) -> tuple[Any, str, int | None, str]:
+        """What serving a run needs: (its VLANet, the vocab.txt of its data directory,
+        the query length it was trained with, the weights file of `checkpoint`).
+
+        The query length is the run's, else the data manifest's (as the pipeline does).
+        """
+        options = options or self.load_options()
+        data_dir = options.run.data_dir
+        vocab_path = os.path.join(data_dir, prepared.VOCAB_FILE)
+        if not os.path.isfile(vocab_path):
+            raise ValueError(
+                f"expected the training vocabulary at {vocab_path!r}, found none; pass the "
+                "prepared --data_dir the run was trained on"
+            )
+        max_query_length = options.run.max_query_length
+        if max_query_length is None:
+            max_query_length = prepared.load_manifest(data_dir).get("max_query_length")
+        weights = self.weights_path(checkpoint)
+        if not os.path.isfile(weights):
+            raise ValueError(f"checkpoint {checkpoint!r} resolves to {weights!r}, which does not exist")
+        return self.load_model(weights, options), vocab_path, max_query_length, weights
+
     def load_model(self, which: str = "best", options: RunOptions | None = None) -> Any:
         """The run's VLANet with the weights of `which` (see `weights_path`), uncompiled."""
         from vlanet_tf.model import VLANet
@@ -295,7 +319,7 @@ class RunDir:
         best = files.read_json(self.best_json_path)
         if verify and best.get("weights_sha256") is not None:
             actual = (
-                file_sha256(self.best_weights_path)
+                files.sha256(self.best_weights_path)
                 if os.path.isfile(self.best_weights_path)
                 else None
             )
@@ -311,7 +335,7 @@ class RunDir:
     def write_best(self, epoch: int, metric: str | None, metrics: Mapping[str, float]) -> None:
         best = {"epoch": epoch, "metric": metric, "metrics": dict(metrics)}
         if os.path.isfile(self.best_weights_path):
-            best["weights_sha256"] = file_sha256(self.best_weights_path)
+            best["weights_sha256"] = files.sha256(self.best_weights_path)
         files.write_json(self.best_json_path, best)
 
     def save_best(
@@ -344,14 +368,6 @@ class RunDir:
         files.write_json(self.metrics_path(split), dict(summary))
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # What of a data directory a trained model depends on; the manifest hash too on reruns.
 DATA_MODEL_FIELDS = ("vocabulary_sha256", "vocab_size", "feature_dim", "dataset")
 
@@ -365,7 +381,7 @@ def data_fingerprint(data_dir: str) -> dict[str, Any]:
         k: v for k, v in manifest.get("flags", {}).items() if k != "output_dir"
     }
     return {
-        "vocabulary_sha256": file_sha256(os.path.join(data_dir, prepared.VOCAB_FILE)),
+        "vocabulary_sha256": files.sha256(os.path.join(data_dir, prepared.VOCAB_FILE)),
         "vocab_size": manifest.get("vocab_size"),
         "feature_dim": manifest.get("feature_dim"),
         "dataset": manifest.get("dataset"),

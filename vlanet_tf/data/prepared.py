@@ -16,13 +16,13 @@ every byte). Directories built before `files` existed are read unchecked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
+from vlanet_tf import files
 from vlanet_tf.text import Vocabulary
 
 MANIFEST_FILE = "manifest.json"
@@ -70,11 +70,7 @@ def verify(data_dir: str | os.PathLike, hashes: bool = False) -> int:
     if hashes:
         for name, entry in sorted(listed.items()):
             path = os.path.join(data_dir, name)
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
-            if digest.hexdigest() != entry["sha256"]:
+            if files.sha256(path) != entry["sha256"]:
                 raise ValueError(
                     f"{path}: its SHA-256 is not the manifest's: the file is corrupted or "
                     "from another build; rebuild the directory"

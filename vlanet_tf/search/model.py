@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from vlanet_tf import text
-from vlanet_tf.data import prepared
+from vlanet_tf import files, text
 from vlanet_tf.model import match
 from vlanet_tf.run_dir import RunDir
 
@@ -30,9 +29,7 @@ def run_fingerprint(config_path: str, weights_path: str) -> str:
     digest = hashlib.sha256()
     for path in (config_path, weights_path):
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        files.update_digest(digest, path)
     return digest.hexdigest()
 
 
@@ -95,21 +92,7 @@ class SearchModel:
     def from_run(cls, model_dir: str, checkpoint: str = "best") -> "SearchModel":
         """A training run's model (`vlanet_tf.run_dir`), its vocabulary and identity."""
         run_dir = RunDir(model_dir)
-        options = run_dir.load_options()
-        weights = run_dir.weights_path(checkpoint)
-        if not os.path.isfile(weights):
-            raise ValueError(f"checkpoint {checkpoint!r} resolves to {weights!r}: no such file")
-        data_dir = options.run.data_dir
-        vocab_path = os.path.join(data_dir, prepared.VOCAB_FILE)
-        if not os.path.isfile(vocab_path):
-            raise ValueError(
-                f"expected the run's vocabulary at {vocab_path!r} (its data directory), "
-                "found none"
-            )
-        max_query_length = options.run.max_query_length
-        if max_query_length is None:
-            max_query_length = prepared.load_manifest(data_dir).get("max_query_length")
-        model = run_dir.load_model(weights, options)
+        model, vocab_path, max_query_length, weights = run_dir.serving_parts(checkpoint)
         return cls(
             model.network,
             text.Vocabulary.load(vocab_path),
@@ -213,9 +196,7 @@ def saved_model_fingerprint(saved_model_dir: str) -> str:
         paths += [os.path.join(variables, n) for n in sorted(os.listdir(variables))]
     for path in paths:
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        files.update_digest(digest, path)
     return digest.hexdigest()
 
 
