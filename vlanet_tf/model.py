@@ -228,6 +228,27 @@ class VLANet(keras.Model):
             self.accuracy_tracker,
         ]
 
+    def encode_video(self, data: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
+        """The query-independent video work (eq. 2), done once per batch and shared by
+        the positive and every negative pass."""
+        return self.proposal_builder(
+            {k: data[k] for k in ("video_features", "video_length", "duration")},
+            training=training,
+        )
+
+    def match_queries(
+        self, video: dict[str, tf.Tensor], tokens: tf.Tensor, training: bool
+    ) -> dict[str, tf.Tensor]:
+        """The model's outputs for (video row i, sentence row i) pairs: `video` from
+        `encode_video` (rows repeated with `_repeat_rows` to pair a video with several
+        sentences), `tokens` int32 [B, T]."""
+        return match(
+            self.network.get_layer("surrogate_select"),
+            self.network.get_layer("cascaded_cross_modal_attention"),
+            video,
+            self.query_encoder(tokens, training=training),
+        )
+
     def _candidates(
         self, tokens: tf.Tensor, keys: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -248,24 +269,15 @@ class VLANet(keras.Model):
         This is the one training computation: `train_step` (Model.fit) and the custom
         multi-worker loop both call it.
         """
-        layers = self.network
-        select = layers.get_layer("surrogate_select")
-        cascade = layers.get_layer("cascaded_cross_modal_attention")
         tokens = tf.cast(data["query_tokens"], tf.int32)
         keys = data["video_key"] if "video_key" in data else video_keys(data["video_id"])
-        video = self.proposal_builder(
-            {k: data[k] for k in ("video_features", "video_length", "duration")},
-            training=training,
-        )
-        positive = match(select, cascade, video, self.query_encoder(tokens, training=training))
+        video = self.encode_video(data, training)
+        positive = self.match_queries(video, tokens, training)
         candidate_tokens, candidate_keys, offset = self._candidates(tokens, keys)
         index, valid = select_negatives(keys, candidate_keys, offset, self.num_negatives)
         negative_tokens = tf.gather(candidate_tokens, tf.reshape(index, [-1]))
-        negative = match(
-            select,
-            cascade,
-            _repeat_rows(video, self.num_negatives),
-            self.query_encoder(negative_tokens, training=training),
+        negative = self.match_queries(
+            _repeat_rows(video, self.num_negatives), negative_tokens, training
         )
         pos_sim = positive["similarity"]
         neg_sim = tf.reshape(negative["similarity"], [-1, self.num_negatives])
