@@ -153,6 +153,9 @@ MAIN_FLAG_DEFINITIONS = {
         "from vlanet_tf import ablations, flags as f; f.define_all_flags(); "
         "ablations.define_ablation_flags()"
     ),
+    "vlanet_tf.tune": (
+        "from vlanet_tf import tune, flags as f; f.define_all_flags(); tune.define_tune_flags()"
+    ),
     "export.saved_model": "from export import saved_model; saved_model.define_flags()",
 }
 

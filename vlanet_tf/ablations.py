@@ -10,6 +10,10 @@ then the flagfile's stride and windows without cross-attention, without
 self-attention and without surrogate selection. Each trains in
 `ablation_dir/<variant>`, picks its best epoch on val and is scored on test. A variant
 whose test metrics exist is not trained again, so an interrupted grid resumes.
+
+Each variant also writes a TensorBoard HParams record (`ablation_dir/hparams/<variant>`:
+its structural choices, its best validation epoch's metrics as `val_*` and its test
+metrics as `test_*`): `tensorboard --logdir=<ablation_dir>/hparams`.
 """
 
 from __future__ import annotations
@@ -63,6 +67,21 @@ def grid(base: ModelConfig) -> list[Variant]:
     return variants
 
 
+# The structural choices a variant changes: the columns of its HParams record.
+HPARAMS = (
+    "stride_frames",
+    "window_frames",
+    "use_cross_attention",
+    "use_self_attention",
+    "use_surrogate_selection",
+)
+
+
+def _hparam(variant: Variant, name: str, base: ModelConfig) -> Any:
+    value = variant.overrides.get(name, getattr(base, name))
+    return "-".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+
+
 def table3(
     rows: Sequence[tuple[str, Mapping[str, float]]], columns: Sequence[str]
 ) -> str:
@@ -94,8 +113,9 @@ def define_ablation_flags() -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
-    from vlanet_tf import experiment, strategy
+    from vlanet_tf import experiment, strategy, tuning
     from vlanet_tf.data import prepared
+    from vlanet_tf.run_dir import RunDir
 
     strategy.configure_cpu_devices(FLAGS.num_cpu_devices)
     base = vflags.model_config_from_flags(FLAGS)
@@ -117,14 +137,32 @@ def main(argv: Sequence[str]) -> None:
     columns = DIDEMO_COLUMNS if dataset == "didemo" else CHARADES_COLUMNS
 
     rows = []
+    hparams_dir = os.path.join(ablation_dir, "hparams")
+    space = {name: sorted({_hparam(v, name, base) for v in variants}, key=str) for name in HPARAMS}
+    tuning.write_hparams_config(
+        hparams_dir,
+        space,
+        [f"{split}_{c}" for split in ("val", "test") for c in columns],
+    )
     for variant in variants:
         print(f"=== {variant.label} ({variant.name})", flush=True)
+        model_dir = os.path.join(ablation_dir, variant.name)
         summary = experiment.train_and_evaluate(
             dataclasses.replace(base, **variant.overrides),
             train_config,
-            dataclasses.replace(run_config, model_dir=os.path.join(ablation_dir, variant.name)),
+            dataclasses.replace(run_config, model_dir=model_dir),
         )
         rows.append((variant.label, summary["metrics"]))
+        best = RunDir(model_dir).read_best() or {"metrics": {}}
+        tuning.write_hparams(
+            os.path.join(hparams_dir, variant.name),
+            {name: _hparam(variant, name, base) for name in HPARAMS},
+            {
+                **{f"val_{k}": v for k, v in best["metrics"].items() if k in columns},
+                **{f"test_{k}": v for k, v in summary["metrics"].items() if k in columns},
+            },
+            trial_id=variant.name,
+        )
     table = table3(rows, columns)
     path = FLAGS.table or os.path.join(ablation_dir, "table3.md")
     with open(path, "w", encoding="utf-8") as f:
