@@ -111,6 +111,39 @@ def test_adding_videos_equals_one_build(run, model, index_dir, tmp_path):
     _assert_same_videos(Index.open(path).data, Index.open(str(index_dir)).data)
 
 
+def test_the_stage1_index_is_kept_and_rebuilt_when_stale(run, model, tmp_path):
+    """Opened once, the FAISS index is kept on disk and read back by the next open with
+    the same answers; new videos, or a damaged file, make the next open rebuild it."""
+    path = str(tmp_path / "kept")
+    csv = str(run.test_durations)
+    build_index(model, str(run.features), path, csv, shard_size=16, progress=False)
+    queries = [r.normal(size=model.hidden_dim) for r in [np.random.default_rng(s) for s in range(5)]]
+    queries = [(q / np.linalg.norm(q)).astype(np.float32) for q in queries]
+
+    def answers(index):
+        return [tuple(index.top_videos(q, 5)[0].tolist()) for q in queries]
+
+    first = Index.open(path)
+    assert not first.stage1_reused
+    assert (tmp_path / "kept" / "stage1.faiss").is_file()
+    second = Index.open(path)
+    assert second.stage1_reused and second.faiss is not first.faiss
+    assert answers(second) == answers(first)
+
+    ids = first.data.video_ids.tolist()
+    held = str(tmp_path / "grown")
+    build_index(model, str(run.features), held, csv, video_ids=ids[:20], progress=False)
+    assert Index.open(held).num_vectors < first.num_vectors
+    build_index(model, str(run.features), held, csv, progress=False)  # 20 more videos
+    grown = Index.open(held)
+    assert not grown.stage1_reused and grown.faiss.ntotal == first.num_vectors
+
+    (tmp_path / "kept" / "stage1.faiss").write_bytes(b"truncated")
+    damaged = Index.open(path)
+    assert not damaged.stage1_reused and answers(damaged) == answers(first)
+    assert Index.open(path).stage1_reused
+
+
 def test_a_killed_build_resumes_to_the_same_index(run, model, tmp_path):
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     kw = dict(durations_csv=str(run.test_durations), shard_size=8, progress=False)

@@ -16,9 +16,14 @@ files as an uninterrupted one. Adding videos is the same walk over the ids the i
 does not hold yet. The manifest records the run's fingerprint; building on or opening
 an index with another model raises `ModelMismatch`.
 
-The stage-1 index (FAISS, maximum inner product over every valid proposal) is rebuilt
-from the shards when an index is opened: exact (`IndexFlatIP`) up to `FLAT_LIMIT`
-vectors, an inverted file with 8-bit scalar-quantised vectors beyond.
+The stage-1 index (FAISS, maximum inner product over every valid proposal) is built
+from the shards the first time an index is opened: exact (`IndexFlatIP`) up to
+`FLAT_LIMIT` vectors, an inverted file with 8-bit scalar-quantised vectors beyond. It
+is then kept on disk (`DIR/stage1.faiss`, written atomically, and `DIR/stage1.json`:
+the shards it covers, their SHA-256, and its kind), so later opens read it instead of
+training and filling it again; adding videos, another shard file or another kind makes
+it stale and it is rebuilt. An index folder that cannot be written is still opened
+(the stage-1 index is then built in memory only).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ DEFAULT_BATCH_SIZE = 32
 # Up to this many proposal vectors stage 1 is exact (a flat scan); above, an IVF.
 FLAT_LIMIT = 200_000
 IVF_NPROBE = 32
+STAGE1_FILE = "stage1.faiss"
+STAGE1_MANIFEST = "stage1.json"
 MISSING_DURATION = "missing_duration"
 DURATION_ATTRIBUTE = "duration"
 
@@ -348,12 +355,60 @@ def faiss_index(vectors: np.ndarray, flat_limit: int = FLAT_LIMIT, nprobe: int =
     return index
 
 
+def _stage1_key(index_dir: str, manifest: dict[str, Any], flat_limit: int) -> dict[str, Any]:
+    """What a kept stage-1 index must have been built from to be reused."""
+    return {
+        "shards": [
+            {**s, "sha256": files.sha256(os.path.join(index_dir, s["file"]))}
+            for s in manifest["shards"]
+        ],
+        "flat_limit": flat_limit,
+        "nprobe": IVF_NPROBE,
+    }
+
+
+def _kept_stage1(index_dir: str, key: dict[str, Any]) -> Any | None:
+    """The stage-1 index kept in `index_dir` if it was built from `key`, else None."""
+    import faiss
+
+    path = os.path.join(index_dir, STAGE1_FILE)
+    try:
+        if files.read_json(os.path.join(index_dir, STAGE1_MANIFEST)) != key:
+            return None
+        return faiss.read_index(path)
+    except (OSError, ValueError, RuntimeError):  # Missing, truncated or unreadable.
+        return None
+
+
+def _keep_stage1(index_dir: str, key: dict[str, Any], index: Any) -> None:
+    """Writes the stage-1 index and then its key, each atomically; a folder that cannot
+    be written is left as it is."""
+    import faiss
+
+    try:
+        # The old key goes first: a kill between the two writes leaves no key, not an
+        # old key beside a new index.
+        if os.path.exists(os.path.join(index_dir, STAGE1_MANIFEST)):
+            os.remove(os.path.join(index_dir, STAGE1_MANIFEST))
+        with files.atomic_path(os.path.join(index_dir, STAGE1_FILE)) as tmp:
+            faiss.write_index(index, tmp)
+        files.write_json(os.path.join(index_dir, STAGE1_MANIFEST), key)
+    except (OSError, RuntimeError) as error:
+        print(f"stage-1 index not kept in {index_dir}: {error}", file=sys.stderr)
+
+
 class Index:
     """An opened index: every video's cached proposals and the stage-1 FAISS index."""
 
     def __init__(
-        self, proposals: Proposals, manifest: dict[str, Any], flat_limit: int = FLAT_LIMIT
+        self,
+        proposals: Proposals,
+        manifest: dict[str, Any],
+        flat_limit: int = FLAT_LIMIT,
+        stage1: Any | None = None,
     ):
+        """`stage1`: a FAISS index over exactly these proposals (a kept one); built
+        from them when None."""
         self.data = proposals
         self.manifest = manifest
         valid = proposals.mask.reshape(-1)
@@ -364,9 +419,15 @@ class Index:
         scales = proposals.mask.shape[1]
         # Row of FAISS vector i -> its video.
         self.vector_video = np.repeat(group_video, scales)[valid].astype(np.int64)
-        self.faiss = faiss_index(
+        if stage1 is not None and stage1.ntotal != self.vector_video.shape[0]:
+            raise ValueError(
+                f"a stage-1 index of {stage1.ntotal} vectors for "
+                f"{self.vector_video.shape[0]} proposals"
+            )
+        self.faiss = stage1 if stage1 is not None else faiss_index(
             proposals.proposals.reshape(-1, d)[valid].astype(np.float32), flat_limit
         )
+        self.stage1_reused = stage1 is not None
         import faiss
 
         # One query at a time: FAISS's OpenMP threads would only spin-wait beside
@@ -380,7 +441,12 @@ class Index:
         if not manifest["shards"]:
             raise ValueError(f"the index {index_dir!r} holds no video yet")
         parts = [Proposals.load(os.path.join(index_dir, s["file"])) for s in manifest["shards"]]
-        return cls(Proposals.concatenate(parts), manifest, flat_limit)
+        key = _stage1_key(index_dir, manifest, flat_limit)
+        kept = _kept_stage1(index_dir, key)
+        index = cls(Proposals.concatenate(parts), manifest, flat_limit, stage1=kept)
+        if kept is None:
+            _keep_stage1(index_dir, key, index.faiss)
+        return index
 
     @property
     def num_videos(self) -> int:
