@@ -70,6 +70,7 @@ class BuildOptions:
     min_word_count: int = 1
     max_query_length: int = 0  # 0: no truncation.
     hash_limit_mb: float = 1024.0  # Larger inputs are fingerprinted by size and mtime.
+    feature_layout: str = feature_lib.AUTO_LAYOUT  # One of features.FEATURE_LAYOUTS.
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -85,6 +86,11 @@ class BuildOptions:
             raise ValueError(
                 f"--num_shards must be >= 0 and --target_shard_mb > 0, got "
                 f"{self.num_shards} and {self.target_shard_mb}"
+            )
+        if self.feature_layout not in feature_lib.FEATURE_LAYOUTS:
+            raise ValueError(
+                f"--feature_layout must be one of {feature_lib.FEATURE_LAYOUTS}, "
+                f"got {self.feature_layout!r}"
             )
         if self.min_word_count < 1 or self.max_query_length < 0:
             raise ValueError(
@@ -419,11 +425,18 @@ def _build(
     records, counters, files, notes = read_annotations(options)
     splits = [s for s in schema.SPLITS if s in records]
 
-    store = feature_lib.FeatureStore(options.features)
+    store = feature_lib.FeatureStore(options.features, options.feature_layout)
     try:
         groups = {s: readers.group_by_video(records[s]) for s in splits}
         keys = {store.resolve(v) for s in splits for v in groups[s]} - {None}
         shapes = {k: store.shape(k) for k in sorted(keys)}
+        store.check_layout(keys)
+        if options.feature_layout == feature_lib.I3D_LGI_LAYOUT:
+            notes.append(
+                "features: the I3D/LGI release (1024-d, about one row per 8 frames of "
+                "the 24 fps RGB frames); rows are spread over the duration (SPEC §2), "
+                "as LGI, CPL and PPS map times to rows"
+            )
         feature_dim = _common_feature_dim(shapes)
         extractor = store.extractor()
         if feature_dim is None:
@@ -692,6 +705,14 @@ def _define_flags() -> None:
     )
     flags.DEFINE_float(
         "hash_limit_mb", 1024.0, "Inputs above this size are fingerprinted by size+mtime."
+    )
+    flags.DEFINE_enum(
+        "feature_layout",
+        feature_lib.AUTO_LAYOUT,
+        list(feature_lib.FEATURE_LAYOUTS),
+        "auto: any [T, F] array per video (C3D, DiDeMo fc7, own extractions); i3d_lgi: "
+        "the Charades-STA I3D features of the LGI release ([T, 1, 1, 1024] .npy per "
+        "video, or CPL's i3d_features.hdf5), checked to be [T, 1024].",
     )
     for name in ("dataset", "annotations_dir", "features", "word_vectors", "output_dir"):
         flags.mark_flag_as_required(name)

@@ -19,9 +19,11 @@ Binary strings (the serialized tf.Examples of `serve_examples`) travel as
 `{"b64": "<base64>"}`. gRPC (port 8500) sends a `tensorflow_serving.apis.PredictRequest`
 (pip package `tensorflow-serving-api`).
 
-`tensors_from_rest` and `rest_response` do what the server does with such JSON (decode
-to tensors of the signature's dtypes, encode the outputs back); the tests run the exact
-client payloads through them and the SavedModel's signature.
+`tensors_from_rest`, `rest_response` and `serve_rest_http` do what the server does with
+such JSON (decode to tensors of the signature's dtypes, encode the outputs back, answer
+a refused request with HTTP 400 and `{"error": ...}`); the tests run the exact client
+payloads through them and the SavedModel's signature, and check both sides against TF
+Serving's JSON rules (tests/test_tf_serving_rules.py).
 """
 
 from __future__ import annotations
@@ -104,9 +106,17 @@ def rest_url(server: str, model_name: str = DEFAULT_MODEL_NAME, version: int | N
 
 
 def predict_rest(
-    url: str, payload: Mapping[str, Any], timeout: float = 30.0
+    url: str,
+    payload: Mapping[str, Any],
+    timeout: float = 30.0,
+    output_names: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """POSTs a REST payload; returns {output name: array [B, ...]}."""
+    """POSTs a REST payload; returns {output name: array [B, ...]}.
+
+    `output_names` names the output of a one-output signature, whose answer TF Serving
+    sends without the name. A refused request (TF Serving: HTTP 4xx/5xx with
+    `{"error": "..."}`) raises RuntimeError with the server's message.
+    """
     body = json.dumps(payload).encode("utf-8")
     request = urllib.request.Request(
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
@@ -116,23 +126,74 @@ def predict_rest(
             answer = json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as error:
         detail = error.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail)["error"]
+        except (ValueError, KeyError, TypeError):
+            pass  # Not TF Serving's error body (e.g. a proxy's page): shown as it is.
         raise RuntimeError(f"{url} answered HTTP {error.code}: {detail}") from error
-    return parse_rest_response(answer)
+    return parse_rest_response(answer, output_names)
 
 
-def parse_rest_response(answer: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """`{"predictions": [...]}` or `{"outputs": {...}}` -> {name: array [B, ...]}."""
+def _is_b64(value: Any) -> bool:
+    """TF Serving's binary value: an object whose only key is "b64", a string."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _decoded(value: Any) -> Any:
+    """JSON output value -> Python: {"b64": ...} -> bytes, lists recursively."""
+    if _is_b64(value):
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
+
+
+def _output_array(value: Any) -> np.ndarray:
+    value = _decoded(value)
+    array = np.asarray(value)
+    if array.dtype.kind == "S":  # Keep bytes whole (NumPy "S" strips trailing NULs).
+        array = np.asarray(value, dtype=object)
+    return array
+
+
+def parse_rest_response(
+    answer: Mapping[str, Any], output_names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """`{"predictions": ...}` or `{"outputs": ...}` -> {name: array [B, ...]}.
+
+    Reads every form TF Serving writes: named rows or columns for a signature with
+    several outputs, bare values for one with a single output (named here by
+    `output_names`), `{"b64": ...}` for `_bytes` outputs (returned as bytes), and
+    NaN / Infinity tokens (already numbers once `json.loads` has read them).
+    """
     if "error" in answer:
         raise RuntimeError(f"the server refused the request: {answer['error']}")
+
+    def single(value: Any) -> dict[str, np.ndarray]:
+        names = list(output_names or ())
+        if len(names) != 1:
+            raise ValueError(
+                "the answer holds one unnamed output (TF Serving leaves out the name "
+                "when the signature has a single output); pass output_names=[its name]"
+            )
+        return {names[0]: _output_array(value)}
+
     if "outputs" in answer:
         outputs = answer["outputs"]
-        return {k: np.asarray(v) for k, v in outputs.items()}
+        if isinstance(outputs, dict) and not _is_b64(outputs):
+            return {k: _output_array(v) for k, v in outputs.items()}
+        return single(outputs)
     if "predictions" in answer:
         rows = answer["predictions"]
-        if rows and not isinstance(rows[0], dict):
-            raise ValueError("a single-output answer has no output names; expected dict rows")
-        names = rows[0].keys() if rows else []
-        return {k: np.asarray([row[k] for row in rows]) for k in names}
+        if not isinstance(rows, list):
+            raise ValueError(f"'predictions' must be a list, got {type(rows).__name__}")
+        named = bool(rows) and all(isinstance(r, dict) and not _is_b64(r) for r in rows)
+        if not named:
+            return single(rows)
+        names = list(rows[0])
+        if any(sorted(r) != sorted(names) for r in rows):
+            raise ValueError("the rows of 'predictions' name different outputs")
+        return {k: _output_array([row[k] for row in rows]) for k in names}
     raise ValueError(f"expected 'predictions' or 'outputs' in the answer, got {sorted(answer)}")
 
 
@@ -179,9 +240,9 @@ def predict_grpc(target: str, request, timeout: float = 30.0) -> dict[str, np.nd
 
 def _decode_json(value: Any) -> Any:
     if isinstance(value, dict):
-        if set(value) != {"b64"}:
+        if not _is_b64(value):
             raise ValueError(
-                f"a JSON object value must be {{'b64': ...}}, got keys {sorted(value)}"
+                f"a JSON object value must be {{'b64': <string>}}, got keys {sorted(value)}"
             )
         return base64.b64decode(value["b64"])
     if isinstance(value, list):
@@ -189,7 +250,30 @@ def _decode_json(value: Any) -> Any:
     return value
 
 
+def _check_leaves(name: str, value: Any, dtype: tf.DType) -> None:
+    """TF Serving's JSON types per dtype: numbers for floats, integral numbers for
+    ints, true/false for bool, strings or {"b64": ...} for strings (no conversions)."""
+    if isinstance(value, list):
+        for v in value:
+            _check_leaves(name, v, dtype)
+        return
+    if dtype == tf.string:
+        ok = isinstance(value, str) or _is_b64(value)
+    elif dtype == tf.bool:
+        ok = isinstance(value, bool)
+    elif dtype.is_integer:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(
+            f"input {name!r}: JSON value {json.dumps(value)[:40]} is not of type "
+            f"{dtype.name}"
+        )
+
+
 def _tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
+    _check_leaves(name, value, spec.dtype)
     value = _decode_json(value)
     if spec.dtype == tf.string:
         try:
@@ -202,7 +286,7 @@ def _tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
     else:
         try:
             array = np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             raise ValueError(
                 f"input {name!r}: expected a (nested) list of {spec.dtype.name} values, "
                 f"got {str(value)[:80]}"
@@ -216,62 +300,122 @@ def _tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
     return tensor
 
 
+def _json_shape(value: Any) -> list[int]:
+    """The dense shape of a JSON value, read along first elements (as TF Serving)."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
 def tensors_from_rest(
     payload: Mapping[str, Any], specs: Mapping[str, tf.TensorSpec]
 ) -> tuple[dict[str, tf.Tensor], bool]:
     """Decodes a REST body as TF Serving does: (tensors by input name, row format?).
 
+    Row format: every instance names exactly the signature's inputs, and each input
+    has one shape in every instance. Columnar: every input is present; names the
+    signature does not take are ignored, as TF Serving ignores them.
+
     Args:
       payload: the JSON body (`instances` or `inputs`).
       specs: the signature's inputs, e.g. `signature.structured_input_signature[1]`.
     """
+    if not isinstance(payload, Mapping):
+        raise ValueError("the body must be a JSON object")
+    if "signature_name" in payload and not isinstance(payload["signature_name"], str):
+        raise ValueError("'signature_name' must be a string")
     if ("instances" in payload) == ("inputs" in payload):
         raise ValueError("the body must hold exactly one of 'instances' or 'inputs'")
     names = sorted(specs)
+
+    def is_object(value: Any) -> bool:
+        return isinstance(value, dict) and not _is_b64(value)
+
     if "inputs" in payload:
         columns = payload["inputs"]
-        if not isinstance(columns, dict):
+        if not is_object(columns):
             if len(names) != 1:
-                raise ValueError(f"'inputs' must name the inputs {names}")
+                raise ValueError(f"'inputs' must be an object naming the inputs {names}")
             columns = {names[0]: columns}
-        row_format = False
-    else:
-        rows = payload["instances"]
-        if not isinstance(rows, list) or not rows:
-            raise ValueError("'instances' must be a non-empty list")
-        if not all(isinstance(r, dict) for r in rows):
-            if len(names) != 1:
-                raise ValueError(f"each instance must be an object naming the inputs {names}")
-            rows = [{names[0]: r} for r in rows]
-        columns = {name: [r.get(name) for r in rows] for name in rows[0]}
-        row_format = True
-    missing = sorted(set(names) - set(columns))
-    unknown = sorted(set(columns) - set(names))
-    if missing or unknown:
-        raise ValueError(
-            f"the signature takes inputs {names}; missing {missing}, unknown {unknown}"
-        )
-    return {name: _tensor(name, columns[name], specs[name]) for name in names}, row_format
+        missing = sorted(set(names) - set(columns))
+        if missing:
+            raise ValueError(f"the signature takes inputs {names}; missing {missing}")
+        return {name: _tensor(name, columns[name], specs[name]) for name in names}, False
+    rows = payload["instances"]
+    if not isinstance(rows, list) or not rows:
+        raise ValueError("'instances' must be a non-empty list")
+    objects = is_object(rows[0])
+    if not objects and len(names) != 1:
+        raise ValueError(f"each instance must be an object naming the inputs {names}")
+    shapes: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        if is_object(row) != objects:
+            raise ValueError(
+                f"instance {i} is {'not ' if objects else ''}an object, unlike instance 0"
+            )
+        row = row if objects else {names[0]: row}
+        if sorted(row) != names:
+            raise ValueError(
+                f"instance {i}: the signature takes inputs {names}; missing "
+                f"{sorted(set(names) - set(row))}, unknown {sorted(set(row) - set(names))}"
+            )
+        for name in names:
+            shape = _json_shape(row[name])
+            if shapes.setdefault(name, shape) != shape:
+                raise ValueError(
+                    f"instance {i}: input {name!r} has shape {shape}, instance 0 has "
+                    f"{shapes[name]}; every instance needs the same shapes"
+                )
+    if not objects:
+        rows = [{names[0]: r} for r in rows]
+    columns = {name: [r[name] for r in rows] for name in names}
+    return {name: _tensor(name, columns[name], specs[name]) for name in names}, True
 
 
-def _json_output(array: np.ndarray) -> Any:
-    if array.dtype == object:
-        return [_json_value(v) for v in array.tolist()]
+# TF Serving writes a DT_STRING output whose name ends so as {"b64": ...}.
+BYTES_SUFFIX = "_bytes"
+
+
+def _json_output(name: str, array: np.ndarray) -> Any:
+    if array.dtype == object or array.dtype.kind in "SU":
+        def encode(v: Any) -> Any:
+            if isinstance(v, list):
+                return [encode(x) for x in v]
+            data = v if isinstance(v, bytes) else str(v).encode("utf-8")
+            if name.endswith(BYTES_SUFFIX):
+                return {"b64": base64.b64encode(data).decode("ascii")}
+            return data.decode("utf-8", "replace")
+
+        return encode(array.tolist())
     # TF Serving writes non-finite floats as NaN / Infinity; so does json.dumps.
     return array.tolist()
 
 
 def rest_response(outputs: Mapping[str, Any], row_format: bool) -> dict[str, Any]:
-    """The server's answer: `predictions` rows for `instances`, `outputs` otherwise."""
+    """The server's answer: `predictions` rows for `instances`, `outputs` otherwise;
+    with one output, its bare values (TF Serving leaves out the name)."""
     arrays = {k: np.asarray(v) for k, v in outputs.items()}
+    if not arrays:
+        raise ValueError("the signature returned no output")
     if not row_format:
-        return {"outputs": {k: _json_output(v) for k, v in arrays.items()}}
-    batch = len(next(iter(arrays.values())))
-    return {
-        "predictions": [
-            {k: _json_output(v[i : i + 1])[0] for k, v in arrays.items()} for i in range(batch)
-        ]
-    }
+        if len(arrays) == 1:
+            ((name, array),) = arrays.items()
+            return {"outputs": _json_output(name, array)}
+        return {"outputs": {k: _json_output(k, v) for k, v in arrays.items()}}
+    sizes = {k: (v.shape[0] if v.ndim else None) for k, v in arrays.items()}
+    if None in sizes.values() or len(set(sizes.values())) > 1:
+        raise ValueError(
+            f"the row format needs every output batched alike, got first dimensions {sizes}"
+        )
+    columns = {k: _json_output(k, v) for k, v in arrays.items()}
+    batch = next(iter(sizes.values()))
+    if len(columns) == 1:
+        return {"predictions": next(iter(columns.values()))}
+    return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(batch)]}
 
 
 def serve_rest(signature, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,6 +423,17 @@ def serve_rest(signature, payload: Mapping[str, Any]) -> dict[str, Any]:
     tensors, row_format = tensors_from_rest(payload, signature.structured_input_signature[1])
     outputs = signature(**tensors)
     return rest_response({k: v.numpy() for k, v in outputs.items()}, row_format)
+
+
+def serve_rest_http(signature, body: bytes) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON answer) for a raw request body: 200 and the outputs, or, as
+    TF Serving answers a refused request, 400 and `{"error": "<message>"}`."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+        return 200, serve_rest(signature, payload)
+    except (ValueError, UnicodeDecodeError, tf.errors.InvalidArgumentError) as error:
+        message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+        return 400, {"error": message}
 
 
 # ---------------------------------------------------------------------------- main

@@ -103,6 +103,28 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertTrue(values.gather_negatives)
         vflags.run_config_from_flags(values)
 
+    def test_i3d_flagfile_takes_i3d_data_and_refuses_c3d_data(self):
+        path = os.path.join(REPO, "configs", "charades_i3d.flags")
+        values = self.parse(f"--flagfile={path}")
+        model = vflags.model_config_from_flags(values, {**DATA, "feature_dim": 1024})
+        self.assertEqual(model.feature_dim, 1024)
+        # The same proposals as configs/charades.flags (C3D): one I3D row per stride.
+        c3d = self.parse(f"--flagfile={os.path.join(REPO, 'configs', 'charades.flags')}")
+        c3d_model = vflags.model_config_from_flags(c3d, {**DATA, "feature_dim": 4096})
+        self.assertEqual(
+            (model.fps, model.stride_frames, model.window_frames),
+            (c3d_model.fps, c3d_model.stride_frames, c3d_model.window_frames),
+        )
+        self.assertEqual(model.stride_frames / model.fps, 8 / 24)
+        values = self.parse(f"--flagfile={path}", "--data_dir=/data/c3d")
+        with self.assertRaisesRegex(ValueError, r"--expect_feature_dim=1024.*/data/c3d.*4096-d"):
+            vflags.model_config_from_flags(values, {**DATA, "feature_dim": 4096})
+        values = self.parse(f"--flagfile={path}", "--expect_feature_dim=0")
+        self.assertEqual(
+            vflags.model_config_from_flags(values, {**DATA, "feature_dim": 4096}).feature_dim,
+            4096,
+        )
+
     def test_command_line_overrides_the_flagfile(self):
         path = os.path.join(REPO, "configs", "synthetic.flags")
         values = self.parse(
@@ -160,19 +182,28 @@ MAIN_FLAG_DEFINITIONS = {
 }
 
 
+# The training flagfiles of Charades-STA: the paper's C3D features and the I3D ones.
+TRAINING_FLAGFILES = ("charades", "charades_i3d")
+
+
 @pytest.mark.parametrize("main", sorted(MAIN_FLAG_DEFINITIONS))
-def test_every_main_accepts_the_training_flagfile(main, flagfile="charades"):
-    """Each main on its own (a fresh process) parses the same flagfile as train."""
+def test_every_main_accepts_the_training_flagfile(main, flagfiles=TRAINING_FLAGFILES):
+    """Each main on its own (a fresh process) parses the same flagfiles as train (one
+    after the other, so TensorFlow is imported once)."""
     script = (
         f"{MAIN_FLAG_DEFINITIONS[main]}\n"
         "from absl import flags\n"
-        f"flags.FLAGS(['{main}', '--flagfile=configs/{flagfile}.flags'])\n"
-        "print(flags.FLAGS.data_dir)\n"
+        f"for name in {list(flagfiles)!r}:\n"
+        "    flags.FLAGS.unparse_flags()\n"
+        f"    flags.FLAGS(['{main}', f'--flagfile=configs/{{name}}.flags'])\n"
+        "    print(flags.FLAGS.data_dir)\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    data_dirs = {"charades": "data/charades_sta", "charades_i3d": "data/charades_sta_i3d"}
+    assert run.stdout.split() == [data_dirs[name] for name in flagfiles]
 
 
 class FlagfileInEveryModeTest(tf.test.TestCase):

@@ -128,9 +128,11 @@ def test_rest_client_talks_http_to_a_stand_in_server(serving):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             assert self.path == "/v1/models/vlanet:predict"
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            answer = json.dumps(client.serve_rest(serving, body)).encode()
-            self.send_response(200)
+            status, answer = client.serve_rest_http(
+                serving, self.rfile.read(int(self.headers["Content-Length"]))
+            )
+            answer = json.dumps(answer).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(answer)

@@ -49,6 +49,12 @@ def define_data_flags() -> None:
         None,
         "Keep at most this many tokens per query (default: the manifest's setting).",
     )
+    flags.DEFINE_integer(
+        "expect_feature_dim",
+        0,
+        "Refuse a --data_dir whose clip features are not this wide (0: any). A flagfile "
+        "written for one feature set (configs/charades_i3d.flags: 1024) sets it.",
+    )
 
 
 def define_model_flags() -> None:
@@ -211,6 +217,13 @@ def model_config_from_flags(
         for field in dataclasses.fields(ModelConfig)
         if field.name not in DATA_DERIVED_FIELDS
     }
+    expected = flag_values.expect_feature_dim
+    if expected and data_properties["feature_dim"] != expected:
+        raise ValueError(
+            f"--expect_feature_dim={expected}, but --data_dir={flag_values.data_dir!r} "
+            f"holds {data_properties['feature_dim']}-d clip features (manifest.json); "
+            "prepare it from the feature set the flagfile names, or drop the flag"
+        )
     values.update({k: data_properties[k] for k in DATA_DERIVED_FIELDS})
     values["proposal_mode"] = proposal_mode
     values["window_frames"] = tuple(int(w) for w in flag_values.window_frames)
