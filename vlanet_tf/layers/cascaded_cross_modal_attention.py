@@ -203,7 +203,9 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         peak = tf.reduce_max(v_log, axis=-1, keepdims=True)  # [B, 1]
         relative = tf.where(video_mask, tf.exp(v_log - peak), tf.zeros_like(v_log))
         u = tf.linalg.matvec(video32, relative, transpose_a=True)  # [B, D]
-        return self.similarity_head.vla(u[:, None, :], query, query_mask, q_log, peak)
+        return self.similarity_head.vla(
+            tf.expand_dims(u, 1), query, query_mask, q_log, peak
+        )
 
     def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
         b, n, _ = input_shape["video"]

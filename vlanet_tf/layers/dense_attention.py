@@ -166,8 +166,9 @@ class DenseAttention(keras.layers.Layer):
         if self.window:
             return self._banded_vla(a, b, y_mask, y_log_scale, x_log_scale)
         dot = tf.cast(tf.einsum("bnd,bmd->bnm", a, b), tf.float32)
-        scale = tf.exp(x_log_scale[:, :, None] + y_log_scale[:, None, :])
-        pairwise = tf.where(y_mask[:, None, :], tf.tanh(dot * scale), 0.0)
+        # New axes from expand_dims: TFLite has no builtin strided slice that adds them.
+        scale = tf.exp(tf.expand_dims(x_log_scale, 2) + tf.expand_dims(y_log_scale, 1))
+        pairwise = tf.where(tf.expand_dims(y_mask, 1), tf.tanh(dot * scale), 0.0)
         return tf.reduce_sum(pairwise, axis=-1)
 
     def _banded_vla(
