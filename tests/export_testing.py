@@ -30,10 +30,12 @@ class ExportedRun:
     saved_model: Path  # export_base / "1"
 
 
-def exported_run(tmp_path_factory) -> ExportedRun:
-    """Synthetic data -> 2 training steps -> export_base/1 (built once per session)."""
-    if "run" in _RUNS:
-        return _RUNS["run"]
+def exported_run(tmp_path_factory, cascade_form: str = "project") -> ExportedRun:
+    """Synthetic data -> 2 training steps -> export_base/1 (built once per session and
+    `cascade_form`; the paper form's data holds a larger val split, for Fig. 4)."""
+    key = "run" if cascade_form == "project" else f"run_{cascade_form}"
+    if key in _RUNS:
+        return _RUNS[key]
     from data_prep import build as build_lib
     from export import serving
     from vlanet_tf.config import ModelConfig, TrainConfig
@@ -42,16 +44,18 @@ def exported_run(tmp_path_factory) -> ExportedRun:
     from vlanet_tf.experiment import run_experiment
     from vlanet_tf.run_dir import RunDir
 
-    root = tmp_path_factory.mktemp("exported_run")
+    root = tmp_path_factory.mktemp(f"exported_{key}")
     release, data_dir = root / "release", root / "data"
     data_testing.make_charades_release(release, num_videos=24, num_test=8)
-    build_lib.build(data_testing.charades_options(release, data_dir, num_shards=1))
+    split = {} if cascade_form == "project" else {"val_fraction": 0.25}
+    build_lib.build(data_testing.charades_options(release, data_dir, num_shards=1, **split))
     props = data_properties(str(data_dir))
     model_config = ModelConfig(
         vocab_size=props["vocab_size"],
         word_dim=props["word_dim"],
         feature_dim=props["feature_dim"],
         hidden_dim=16,
+        cascade_form=cascade_form,
     )
     train_config = TrainConfig(batch_size=8, epochs=1)
     run_config = RunConfig(
@@ -65,10 +69,10 @@ def exported_run(tmp_path_factory) -> ExportedRun:
     run_experiment(model_config, train_config, run_config)
     export_base = root / "serve"
     path = serving.export_run(run_config.model_dir, str(export_base))
-    _RUNS["run"] = ExportedRun(
+    _RUNS[key] = ExportedRun(
         release, data_dir, Path(run_config.model_dir), export_base, Path(path)
     )
-    return _RUNS["run"]
+    return _RUNS[key]
 
 
 def durations(release: Path) -> dict[str, float]:

@@ -1,4 +1,12 @@
-"""Pure NumPy versions of VLANet's equations, written from SPEC.md for the tests."""
+"""Pure NumPy versions of VLANet's equations, written from SPEC.md for the tests.
+
+Two readings of eqs. 7-13 (README, "Deviations from the paper"):
+- `paper_vla`, `paper_dense_attention`, `paper_cascade`: the equations as printed,
+  on the rows themselves, every re-weighted row formed explicitly (float64);
+- `project_vla`, `project_dense_attention`, `project_cascade`: the project's default
+  form (E on the rows' directions, Y mixed by its rows' weights, mean over m by
+  default, unit v_comp), written from SPEC §4-5 and the README.
+"""
 
 from __future__ import annotations
 
@@ -45,8 +53,8 @@ def pooled_window(features: np.ndarray, duration: float, start: float, end: floa
     return features[a:b].mean(0)
 
 
-def vla(x, y, w1, w2, y_mask, y_weight=None, reduction="mean", band=None):
-    """E(x_n, Y) for each row n of x (SPEC §4, on directions; [decided] mean).
+def project_vla(x, y, w1, w2, y_mask, y_weight=None, reduction="mean", band=None):
+    """The project's E(x_n, Y) for each row n of x (on directions; [decided] mean).
 
     band: None, or w for the banded self-attention, where row n averages only over the
     valid rows m with |n - m| <= w (weights renormalised over them).
@@ -69,15 +77,15 @@ def vla(x, y, w1, w2, y_mask, y_weight=None, reduction="mean", band=None):
     return e
 
 
-def dense_attention(x, y, w1, w2, x_mask, y_mask, y_weight=None, band=None):
-    """A(X, Y) = diag(softmax_n E) X; returns (outputs, weights, energy)."""
-    e = vla(x, y, w1, w2, y_mask, y_weight, band=band)
+def project_dense_attention(x, y, w1, w2, x_mask, y_mask, y_weight=None, band=None):
+    """The project's A(X, Y) = diag(softmax_n E) X; returns (outputs, weights, energy)."""
+    e = project_vla(x, y, w1, w2, y_mask, y_weight, band=band)
     w = softmax_valid(e, x_mask)
     return x * w[:, None], w, e
 
 
-def cascade(v, q, v_mask, q_mask, self_w, cross_w, sim_w, video_band=None):
-    """Eqs. 9-13 on one example with explicit (unnormalised) weight products.
+def project_cascade(v, q, v_mask, q_mask, self_w, cross_w, sim_w, video_band=None):
+    """The project's eqs. 9-13 on one example with explicit weight products.
 
     self_w: None or ((w1, w2) for V, (w1, w2) for Q); cross_w: list of (w1, w2);
     sim_w: (w1, w2); video_band: None or the band w of the video self-attention.
@@ -86,16 +94,70 @@ def cascade(v, q, v_mask, q_mask, self_w, cross_w, sim_w, video_band=None):
     vw = np.where(v_mask, 1.0, 0.0)
     qw = np.where(q_mask, 1.0, 0.0)
     if self_w is not None:
-        _, a_v, _ = dense_attention(v, v, *self_w[0], v_mask, v_mask, vw, band=video_band)
-        _, a_q, _ = dense_attention(q, q, *self_w[1], q_mask, q_mask, qw)
+        _, a_v, _ = project_dense_attention(v, v, *self_w[0], v_mask, v_mask, vw, band=video_band)
+        _, a_q, _ = project_dense_attention(q, q, *self_w[1], q_mask, q_mask, qw)
         vw, qw = vw * a_v, qw * a_q
     for i, (w1, w2) in enumerate(cross_w):
         if i % 2 == 0:
-            _, a, _ = dense_attention(v, q, w1, w2, v_mask, q_mask, qw)
+            _, a, _ = project_dense_attention(v, q, w1, w2, v_mask, q_mask, qw)
             vw = vw * a
         else:
-            _, a, _ = dense_attention(q, v, w1, w2, q_mask, v_mask, vw)
+            _, a, _ = project_dense_attention(q, v, w1, w2, q_mask, v_mask, vw)
             qw = qw * a
     v_comp = (v * vw[:, None]).sum(0)
-    c = vla(v_comp[None], q, *sim_w, q_mask, qw)[0]
+    c = project_vla(v_comp[None], q, *sim_w, q_mask, qw)[0]
     return c, vw
+
+
+# ------------------------------------------------------- eqs. 7-13 as the paper prints
+
+
+def paper_vla(x, y, w1, w2, y_mask, band=None):
+    """Eq. 7: E(x_n, Y) = sum over the valid m of tanh((W1 x_n) . (W2 y_m)).
+
+    x [N, D], y [M, D] are the rows as they are (no normalisation); band: None, or w
+    for the banded video self-attention (only |n - m| <= w is summed).
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    pair = np.tanh((x @ w1) @ (y @ w2).T)  # [N, M]
+    valid = np.broadcast_to(np.asarray(y_mask, bool), pair.shape)
+    if band is not None:
+        n, m = np.indices(pair.shape)
+        valid = valid & (np.abs(n - m) <= band)
+    return np.where(valid, pair, 0.0).sum(-1)
+
+
+def paper_dense_attention(x, y, w1, w2, x_mask, y_mask, band=None):
+    """Eq. 8: A(X, Y) = diag(softmax over the valid n of E(x_n, Y)) X.
+
+    Returns (A(X, Y) [N, D], weights [N], E [N]); padded rows of X get weight 0.
+    """
+    e = paper_vla(x, y, w1, w2, y_mask, band)
+    w = softmax_valid(e, np.asarray(x_mask, bool))
+    return np.asarray(x, np.float64) * w[:, None], w, e
+
+
+def paper_cascade(v, q, v_mask, q_mask, self_w, cross_w, sim_w, video_band=None):
+    """Eqs. 9-13 on one example, every intermediate V and Q formed as a matrix.
+
+    Eqs. 9-10: V <- A(V, V), Q <- A(Q, Q); eqs. 11-12: V <- A(V, Q), Q <- A(Q, V), ...
+    in series; eq. 13: v_comp = sum_k V_k, c = E(v_comp, Q). Arguments as
+    `project_cascade`. Returns (c, the final V [N, D], the final Q [M, D]).
+    """
+    big_v = np.where(np.asarray(v_mask, bool)[:, None], np.asarray(v, np.float64), 0.0)
+    big_q = np.where(np.asarray(q_mask, bool)[:, None], np.asarray(q, np.float64), 0.0)
+    if self_w is not None:
+        new_v, _, _ = paper_dense_attention(
+            big_v, big_v, *self_w[0], v_mask, v_mask, band=video_band
+        )
+        big_q, _, _ = paper_dense_attention(big_q, big_q, *self_w[1], q_mask, q_mask)
+        big_v = new_v
+    for i, (w1, w2) in enumerate(cross_w):
+        if i % 2 == 0:
+            big_v, _, _ = paper_dense_attention(big_v, big_q, w1, w2, v_mask, q_mask)
+        else:
+            big_q, _, _ = paper_dense_attention(big_q, big_v, w1, w2, q_mask, v_mask)
+    v_comp = big_v.sum(0)
+    c = paper_vla(v_comp[None], big_q, *sim_w, q_mask)[0]
+    return c, big_v, big_q

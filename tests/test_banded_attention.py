@@ -43,7 +43,9 @@ def test_banded_energy_matches_reference(window, reduction):
     out = _call(layer, v, mask, log_scale)
     w1, w2 = layer.w1.kernel.numpy(), layer.w2.kernel.numpy()
     for b in range(2):
-        e = ref.vla(v[b], v[b], w1, w2, mask[b], np.exp(log_scale[b]), reduction, band=window)
+        e = ref.project_vla(
+            v[b], v[b], w1, w2, mask[b], np.exp(log_scale[b]), reduction, band=window
+        )
         valid = mask[b]
         np.testing.assert_allclose(out["energy"].numpy()[b][valid], e[valid], atol=1e-5)
         # The softmax over n still spans every valid row, not a band.
@@ -58,7 +60,7 @@ def test_band_differs_from_full_when_narrower_than_the_sequence():
     v, mask, log_scale = _sequence()
     banded = _call(layer, v, mask, log_scale)["energy"].numpy()[1]
     w1, w2 = layer.w1.kernel.numpy(), layer.w2.kernel.numpy()
-    full = ref.vla(v[1], v[1], w1, w2, mask[1], np.exp(log_scale[1]))
+    full = ref.project_vla(v[1], v[1], w1, w2, mask[1], np.exp(log_scale[1]))
     assert np.abs(banded - full).max() > 1e-3
 
 
@@ -104,7 +106,7 @@ def test_cascade_bands_only_the_video_self_attention():
     for b in range(2):
         v, q = inputs["video"][b], inputs["query"][b]
         v_mask, q_mask = inputs["video_mask"][b], inputs["query_mask"][b]
-        c, vw = ref.cascade(
+        c, vw = ref.project_cascade(
             v, q, v_mask, q_mask, self_w, cross_w, kernels(layer.similarity_head), video_band=2
         )
         np.testing.assert_allclose(out["similarity"].numpy()[b], c, atol=1e-5)

@@ -62,8 +62,11 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = f"--{'no' if value else ''}{field.name}", not value
                 elif field.name == "window_frames":
                     arg, expected = "--window_frames=96,128", (96, 128)
-                elif field.name in ("proposal_mode", "optimizer", "vla_reduction", "precision"):
+                elif field.name in (
+                    "proposal_mode", "optimizer", "vla_reduction", "precision", "cascade_form"
+                ):
                     choice = {
+                        "cascade_form": "paper",
                         "proposal_mode": "didemo",
                         "optimizer": "sgd",
                         "vla_reduction": "sum",

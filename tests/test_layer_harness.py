@@ -81,6 +81,13 @@ def _attention():
     }
 
 
+def _paper_attention():
+    """The paper form's inputs: rows with their log scales on both sides."""
+    data = _attention()
+    data["x_log_scale"] = np.log(_rng().random((2, 5)) + 0.1).astype("float32")
+    return data
+
+
 def _self_attention():
     """X and Y the same sequence, as a banded Dense Attention requires."""
     rng = _rng()
@@ -147,6 +154,9 @@ CASES = [
     lt.LayerCase("dense_attention_banded_sum", DenseAttention,
                  dict(hidden_dim=D, reduction="sum", init_scale=3.0, window=2),
                  _self_attention, 2, 0, ("outputs", "energy"), SUM),
+    lt.LayerCase("dense_attention_paper", DenseAttention,
+                 dict(hidden_dim=D, init_scale=3.0, form="paper"),
+                 _paper_attention, 2, 0, ("outputs", "energy"), SUM),
     # self (2) + 3 cross steps + similarity head, two kernels each.
     lt.LayerCase("cascade", CascadedCrossModalAttention, dict(hidden_dim=D, init_scale=3.0),
                  _cascade, 12, 0, ("similarity", "attention_map"), MEAN),
@@ -161,6 +171,13 @@ CASES = [
         "cascade_banded_video", CascadedCrossModalAttention,
         dict(hidden_dim=D, init_scale=3.0, video_self_attention_window=1),
         _cascade, 12, 0, ("similarity", "attention_map"), MEAN,
+    ),
+    # The equations as printed, with the banded video self-attention: every paper-form
+    # path of DenseAttention (full and banded) and of the cascade.
+    lt.LayerCase(
+        "cascade_paper_banded_video", CascadedCrossModalAttention,
+        dict(hidden_dim=D, init_scale=3.0, video_self_attention_window=1, form="paper"),
+        _cascade, 12, 0, ("similarity", "attention_map"), SUM,
     ),
     lt.LayerCase(
         "cascade_cross_only", CascadedCrossModalAttention,

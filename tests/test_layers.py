@@ -210,7 +210,7 @@ def test_dense_attention_matches_reference(reduction):
     )
     w1, w2 = layer.w1.kernel.numpy(), layer.w2.kernel.numpy()
     for b in range(2):
-        e = ref.vla(x[b], y[b], w1, w2, y_mask[b], y_weight[b], reduction)
+        e = ref.project_vla(x[b], y[b], w1, w2, y_mask[b], y_weight[b], reduction)
         w = ref.softmax_valid(e, x_mask[b])
         np.testing.assert_allclose(out["energy"].numpy()[b], e, atol=1e-5)
         np.testing.assert_allclose(out["weights"].numpy()[b], w, atol=1e-6)
@@ -264,7 +264,7 @@ def test_cascade_similarity_matches_reference(self_attention, cross_attention, s
     self_w = (kernels(layer.self_video), kernels(layer.self_query)) if self_attention else None
     cross_w = [kernels(a) for a in layer.cross]
     for b in range(2):
-        c, vw = ref.cascade(
+        c, vw = ref.project_cascade(
             v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, kernels(layer.similarity_head)
         )
         np.testing.assert_allclose(out["similarity"].numpy()[b], c, atol=1e-5)

@@ -14,7 +14,7 @@ from vlanet_tf.evaluation import ground_truth, predictions, scoring
 from vlanet_tf.model import INPUT_KEYS
 from vlanet_tf.run_dir import RunDir
 from vlanet_tf.text import words
-from vlanet_tf.validation import score_model
+from vlanet_tf.validation import score_model, similarity_curve_point
 
 
 class NonFiniteLoss(RuntimeError):
@@ -67,7 +67,10 @@ class ValidationRanking(keras.callbacks.Callback):
     recorded metrics equal the evaluator's on that epoch's checkpoint.
 
     Adds `val_<metric>` to the epoch logs (so the TensorBoard callback placed after it
-    writes them under `validation/`, and CSVLogger records them), writes
+    writes them under `validation/`, and CSVLogger records them), and the paper's
+    Fig. 4 points `val_pos_sim`, `val_neg_sim`, `val_sim_gap`: the mean c of the val
+    split's positive pairs and of its fixed negative pairs
+    (`validation.similarity_curve_point`) with this epoch's weights; writes
     `best.weights.h5` + `best.json` when the primary metric improves, and draws the
     attention map of one fixed val query to TensorBoard and `attention_map.png`.
     Resuming reads `best.json`, so a resumed run only replaces a better checkpoint.
@@ -106,6 +109,8 @@ class ValidationRanking(keras.callbacks.Callback):
         )
         predictions.write(self.run_dir.predictions_path("val", epoch + 1), self.queries, rankings)
         for key, value in result.items():
+            logs[f"val_{key}"] = value
+        for key, value in similarity_curve_point(self.model, self.val_dataset).items():
             logs[f"val_{key}"] = value
         print(
             f"epoch {epoch + 1} val: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()),

@@ -55,6 +55,12 @@ class ModelConfig:
     # self-attention, whose K x K energies make a query's cost quadratic in the video's
     # length; w > 0 makes it O(K·w), for long videos. Charades-STA videos have K ≈ 90.
     video_self_attention_window: int = 0
+    # Which reading of eqs. 7-13 the cascade computes (README, "Deviations from the
+    # paper"): "project" takes every E on the rows' directions, mixes Y by its rows'
+    # weights, reduces by `vla_reduction` and normalises v_comp; "paper" is the
+    # equations as printed (E on the re-weighted rows, a sum over m, v_comp = sum_k V_k;
+    # `vla_reduction` is then not read).
+    cascade_form: str = "project"
 
     # The Keras dtype policy every layer is built with: the compute dtype of the
     # projections, GRU and attention energies (variables, the log-scale bookkeeping,
@@ -73,6 +79,10 @@ class ModelConfig:
             )
         if self.cross_steps < 1:
             raise ValueError(f"cross_steps must be >= 1, got {self.cross_steps}")
+        if self.cascade_form not in ("project", "paper"):
+            raise ValueError(
+                f"cascade_form must be 'project' or 'paper', got {self.cascade_form!r}"
+            )
         window = self.video_self_attention_window
         if isinstance(window, bool) or not isinstance(window, int) or window < 0:
             raise ValueError(

@@ -121,6 +121,15 @@ def define_model_flags() -> None:
         lower_bound=0,
     )
     flags.DEFINE_enum(
+        "cascade_form",
+        d.cascade_form,
+        ["project", "paper"],
+        "Reading of eqs. 7-13: project = E on the rows' directions, Y mixed by its "
+        "weights, --vla_reduction, unit v_comp (README, Deviations from the paper); "
+        "paper = the equations as printed (E on the re-weighted rows, sum over words, "
+        "v_comp = sum of V's rows; --vla_reduction is not read).",
+    )
+    flags.DEFINE_enum(
         "precision",
         d.precision,
         list(PRECISIONS),

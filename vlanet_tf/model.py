@@ -75,6 +75,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.vla_reduction,
         config.attention_init_scale,
         video_self_attention_window(config),
+        config.cascade_form,
         dtype=policy,
         name="cascaded_cross_modal_attention",
     )

@@ -10,7 +10,7 @@ best.weights.h5, best.json       the epoch with the best validation metric
 history.csv                      one row per epoch: loss, similarities, val metrics, lr
 predictions/{split}-epoch-NNN.jsonl  validation rankings of each epoch (predictions file)
 {split}_metrics.json             a finished run's score on a split (grids)
-similarity_curve.png             mean positive vs negative similarity per epoch
+similarity_curve.png             Fig. 4: mean c, val positive vs fixed negative pairs, by epoch
 attention_map.png                latest attention map of the fixed val query
 tensorboard/{train,validation}   scalars per epoch and the attention-map image
 backup/                          resume state (BackupAndRestore, or a tf.train.Checkpoint

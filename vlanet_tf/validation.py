@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from vlanet_tf.data import pipeline, prepared
@@ -83,3 +84,61 @@ def evaluate_split(
     except tf.errors.DataLossError as error:
         raise prepared.corrupted_record_error(data_dir, error) from error
     return metrics, rankings, queries, dataset_name
+
+
+def fixed_negatives(video_ids: list[str]) -> np.ndarray:
+    """The negative sentence of every sentence of a split, fixed once (Fig. 4).
+
+    Sentence i (in file order) is paired with the first sentence after it, going round
+    the end, that belongs to another video; -1 where the split has one video only.
+    Depends on the split alone, so every epoch and every model is measured on the same
+    pairs.
+    """
+    n = len(video_ids)
+    index = np.full(n, -1, np.int64)
+    for i in range(n):
+        for step in range(1, n):
+            j = (i + step) % n
+            if video_ids[j] != video_ids[i]:
+                index[i] = j
+                break
+    return index
+
+
+def similarity_curve_point(model: Any, dataset: tf.data.Dataset) -> dict[str, float]:
+    """Mean c (eq. 13) of the positive and of the fixed negative pairs of a split.
+
+    The positive pairs are every (video, its sentence); the negative pairs every
+    (video, the sentence `fixed_negatives` gives it). Returns `pos_sim`, `neg_sim`
+    (NaN when there is no negative) and `sim_gap` = pos_sim - neg_sim: the points of
+    the paper's Fig. 4 for one epoch.
+    """
+    keys = ("query_tokens", "video_features", "video_length", "duration")
+    tokens: list[np.ndarray] = []
+    video_ids: list[str] = []
+    for batch in dataset:
+        tokens.extend(batch["query_tokens"].numpy())
+        video_ids.extend(v.decode("utf-8") for v in batch["video_id"].numpy())
+    if not tokens:
+        raise ValueError("the split holds no sentence to measure the similarity on")
+    width = max(len(t) for t in tokens)
+    table = np.zeros((len(tokens), width), np.int32)
+    for i, t in enumerate(tokens):
+        table[i, : len(t)] = t
+    negative = fixed_negatives(video_ids)
+    positive_sims, negative_sims = [], []
+    start = 0
+    for batch in dataset:
+        inputs = {k: batch[k] for k in keys}
+        size = int(tf.shape(batch["query_tokens"])[0])
+        positive_sims.append(model(inputs, training=False)["similarity"].numpy())
+        rows = negative[start : start + size]
+        keep = rows >= 0
+        if keep.any():
+            paired = {k: tf.boolean_mask(v, keep) for k, v in inputs.items()}
+            paired["query_tokens"] = tf.constant(table[rows[keep]])
+            negative_sims.append(model(paired, training=False)["similarity"].numpy())
+        start += size
+    pos = float(np.mean(np.concatenate(positive_sims)))
+    neg = float(np.mean(np.concatenate(negative_sims))) if negative_sims else float("nan")
+    return {"pos_sim": pos, "neg_sim": neg, "sim_gap": pos - neg}

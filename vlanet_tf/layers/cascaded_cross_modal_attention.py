@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from vlanet_tf.layers.dense_attention import DenseAttention
+from vlanet_tf.layers.dense_attention import CASCADE_FORMS, DenseAttention
 from vlanet_tf.layers.ops import MASKED_LOG_WEIGHT, l2_normalize, output_spec
 
 
@@ -39,6 +39,19 @@ class CascadedCrossModalAttention(keras.layers.Layer):
     long videos; their logs do not. v_comp's direction is computed from the softmax of
     the log scales, which equals the direction of the plain sum.
 
+    `form` picks the reading of eqs. 7-13 (README, "Deviations from the paper"):
+    - "project" (the default): every E is taken on the rows' directions, Y's rows are
+      mixed by their current weights, `reduction` applies, and c = E of v_comp's
+      direction. The log scales above are then only the rows' weights.
+    - "paper": the equations as printed. Every E is on the re-weighted rows
+      themselves (DenseAttention's paper form, a sum over the valid m), v_comp is the
+      plain sum sum_k V_k and c = E(v_comp, Q) with the final, re-weighted Q.
+      `reduction` is not read. The rows are still carried as (input row, log scale),
+      which is exact: with μ the largest log scale of the video, v_comp = exp(μ) · u,
+      u = sum_k exp(log_scale_k - μ) s_k, and the head takes u with log scale μ, so
+      its dot products are scaled by exp(μ + log_scale_m) inside the tanh exactly as
+      if v_comp had been formed; only the underflowing weights are never formed.
+
     Dtypes: every DenseAttention gets this layer's `dtype` policy, so their projections
     and pairwise energies run in its compute dtype (variables stay float32). The log
     scales, the softmax shares, v_comp's weighted sum and norm, and the attention map
@@ -66,9 +79,12 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         reduction: str = "mean",
         init_scale: float = 1.0,
         video_self_attention_window: int = 0,
+        form: str = "project",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if form not in CASCADE_FORMS:
+            raise ValueError(f"form must be one of {CASCADE_FORMS}, got {form!r}")
         if cross_steps < 1:
             raise ValueError(f"cross_steps must be >= 1, got {cross_steps}")
         self.hidden_dim = hidden_dim
@@ -79,10 +95,17 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.reduction = reduction
         self.init_scale = init_scale
         self.video_self_attention_window = video_self_attention_window
+        self.form = form
 
         def attention(name: str, window: int = 0) -> DenseAttention:
             return DenseAttention(
-                hidden_dim, reduction, init_scale, window, dtype=self.dtype_policy, name=name
+                hidden_dim,
+                reduction,
+                init_scale,
+                window,
+                form,
+                dtype=self.dtype_policy,
+                name=name,
             )
 
         self.self_video = (
@@ -130,9 +153,10 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         q_log = _masked(tf.zeros(tf.shape(query)[:2]), query_mask)
 
         def step(layer, x, x_mask, x_log, y, y_mask, y_log):
-            out = layer(
-                {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "y_log_scale": y_log}
-            )
+            args = {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "y_log_scale": y_log}
+            if self.form == "paper":
+                args["x_log_scale"] = x_log
+            out = layer(args)
             return _masked(x_log + out["log_weights"], x_mask)
 
         if self.use_self_attention:
@@ -148,8 +172,13 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         v_share = tf.nn.softmax(v_log, axis=-1)
         v_share = tf.where(video_mask, v_share, tf.zeros_like(v_share))
         video32, query32 = tf.cast(video, tf.float32), tf.cast(query, tf.float32)
-        v_comp = l2_normalize(tf.linalg.matvec(video32, v_share, transpose_a=True))
-        similarity = self.similarity_head.vla(v_comp[:, None, :], query, query_mask, q_log)
+        if self.form == "paper":
+            similarity = self._paper_similarity(
+                video32, video_mask, v_log, query, query_mask, q_log
+            )
+        else:
+            v_comp = l2_normalize(tf.linalg.matvec(video32, v_share, transpose_a=True))
+            similarity = self.similarity_head.vla(v_comp[:, None, :], query, query_mask, q_log)
         q_share = tf.where(query_mask, tf.nn.softmax(q_log, axis=-1), tf.zeros_like(q_log))
         attention_map = tf.einsum(
             "bnd,bmd->bnm", video32 * v_share[..., None], query32 * q_share[..., None]
@@ -164,6 +193,19 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             "query_log_scale": q_log,
             "attention_map": attention_map,
         }
+
+    def _paper_similarity(self, video32, video_mask, v_log, query, query_mask, q_log):
+        """c = E(v_comp, Q) of eq. 13, v_comp = sum_k V_k: [B, 1] float32.
+
+        v_comp = exp(μ) · u with μ the largest valid log scale, so no weight is
+        formed that could underflow (see the class docstring).
+        """
+        peak = tf.reduce_max(v_log, axis=-1, keepdims=True)  # [B, 1]
+        relative = tf.where(video_mask, tf.exp(v_log - peak), tf.zeros_like(v_log))
+        u = tf.linalg.matvec(video32, relative, transpose_a=True)  # [B, D]
+        return self.similarity_head.vla(
+            tf.expand_dims(u, 1), query, query_mask, q_log, peak
+        )
 
     def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
         b, n, _ = input_shape["video"]
@@ -190,5 +232,6 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             reduction=self.reduction,
             init_scale=self.init_scale,
             video_self_attention_window=self.video_self_attention_window,
+            form=self.form,
         )
         return config

@@ -11,6 +11,11 @@ import tensorflow as tf
 
 from vlanet_tf.layers.ops import l2_normalize, masked_log_softmax, output_spec
 
+# The two readings of eqs. 7-13 (ModelConfig.cascade_form): "project", E on the rows'
+# directions with Y mixed by its rows' weights (the default), and "paper", the
+# equations as printed, E on the re-weighted rows themselves.
+CASCADE_FORMS = ("project", "paper")
+
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
 class DenseAttention(keras.layers.Layer):
@@ -40,6 +45,19 @@ class DenseAttention(keras.layers.Layer):
     attention near uniform at initialisation; SPEC §5 reports that a sharp start keeps
     the full cascade from learning.
 
+    `form="paper"` is eq. 7 as printed: E(x_n, Y) = sum_m tanh((W1 x_n) · (W2 y_m)) on
+    the rows themselves, always a sum over the valid m (`reduction` is not read), with
+    no normalisation. The rows are passed as (given row, log scale): x_n =
+    exp(x_log_scale_n) · x[n] and y_m = exp(y_log_scale_m) · y[m] (both log scales
+    default to 0, the rows as given). W1, W2 are linear, so (W1 x_n) · (W2 y_m) =
+    exp(x_log_scale_n + y_log_scale_m) · (W1 x[n]) · (W2 y[m]): the product of the two
+    scales is formed once, from the sum of their logs, in float32, and multiplies the
+    dot product inside the tanh. That is equal to the literal value; it only avoids
+    forming the re-weighted rows, whose weights underflow float16 (and, for long
+    cascades, float32) while the scaled dot product does not. The band works the same
+    way. `outputs` is still diag(weights) · x, the given rows re-weighted; the caller
+    adds `log_weights` to its log scale.
+
     Dtypes: W1, W2 and the pairwise tanh((W1 x̂_n) · (W2 ŷ_m)), the O(N·M·D) part, run
     in the compute dtype of the `dtype` policy (variables stay float32). The reduction
     over m, the softmax over n and everything in log scale are float32: `y_log_scale`
@@ -47,10 +65,14 @@ class DenseAttention(keras.layers.Layer):
     `log_weights` and `energy` are float32 (MASKED_LOG_WEIGHT overflows float16);
     `outputs` has the compute dtype.
 
+    (In the paper form the dot product runs in the compute dtype and the scaling and
+    the tanh in float32.)
+
     Call:
         inputs: dict with `x` [B, N, D], `y` [B, M, D], and optional `x_mask` bool
         [B, N], `y_mask` bool [B, M] (default: all valid) and `y_log_scale` [B, M]
-        (default: log of the Y rows' norms).
+        (default: log of the Y rows' norms; 0 in the paper form), and in the paper
+        form `x_log_scale` [B, N] (default 0).
     Returns:
         dict with `outputs` [B, N, D] = A(X, Y), `weights` [B, N] (0 on masked rows),
         `log_weights` [B, N] (MASKED_LOG_WEIGHT on masked rows), `energy` [B, N] = E.
@@ -62,9 +84,12 @@ class DenseAttention(keras.layers.Layer):
         reduction: str = "mean",
         init_scale: float = 1.0,
         window: int = 0,
+        form: str = "project",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if form not in CASCADE_FORMS:
+            raise ValueError(f"form must be one of {CASCADE_FORMS}, got {form!r}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0:
@@ -73,6 +98,7 @@ class DenseAttention(keras.layers.Layer):
         self.reduction = reduction
         self.init_scale = float(init_scale)
         self.window = int(window)
+        self.form = form
         init = keras.initializers.RandomNormal(stddev=self.init_scale / math.sqrt(hidden_dim))
         self.w1 = keras.layers.Dense(
             hidden_dim, use_bias=False, kernel_initializer=init, dtype=self.dtype_policy, name="w1"
@@ -97,10 +123,13 @@ class DenseAttention(keras.layers.Layer):
         y: tf.Tensor,
         y_mask: tf.Tensor | None = None,
         y_log_scale: tf.Tensor | None = None,
+        x_log_scale: tf.Tensor | None = None,
     ) -> tf.Tensor:
         """E(x_n, Y) for every row n: float32 [B, N], in (-1, 1) with `mean`."""
         if y_mask is None:
             y_mask = tf.ones(tf.shape(y)[:2], tf.bool)
+        if self.form == "paper":
+            return self._paper_vla(x, y, y_mask, y_log_scale, x_log_scale)
         if y_log_scale is None:
             norm = tf.norm(tf.cast(y, tf.float32), axis=-1)
             y_log_scale = tf.math.log(tf.maximum(norm, 1e-30))
@@ -116,8 +145,39 @@ class DenseAttention(keras.layers.Layer):
             energy *= tf.reduce_sum(tf.cast(y_mask, energy.dtype), axis=-1, keepdims=True)
         return energy
 
+    def _paper_vla(
+        self,
+        x: tf.Tensor,
+        y: tf.Tensor,
+        y_mask: tf.Tensor,
+        y_log_scale: tf.Tensor | None,
+        x_log_scale: tf.Tensor | None,
+    ) -> tf.Tensor:
+        """Eq. 7 as printed: sum over valid m of tanh((W1 x_n) · (W2 y_m)), x_n and y_m
+        the re-weighted rows exp(log scale) · given row (see the class docstring)."""
+        if y_log_scale is None:
+            y_log_scale = tf.zeros(tf.shape(y)[:2])
+        if x_log_scale is None:
+            x_log_scale = tf.zeros(tf.shape(x)[:2])
+        y_log_scale = tf.cast(y_log_scale, tf.float32)
+        x_log_scale = tf.cast(x_log_scale, tf.float32)
+        a = self.w1(tf.cast(x, self.compute_dtype))
+        b = self.w2(tf.cast(y, self.compute_dtype))
+        if self.window:
+            return self._banded_vla(a, b, y_mask, y_log_scale, x_log_scale)
+        dot = tf.cast(tf.einsum("bnd,bmd->bnm", a, b), tf.float32)
+        # New axes from expand_dims: TFLite has no builtin strided slice that adds them.
+        scale = tf.exp(tf.expand_dims(x_log_scale, 2) + tf.expand_dims(y_log_scale, 1))
+        pairwise = tf.where(tf.expand_dims(y_mask, 1), tf.tanh(dot * scale), 0.0)
+        return tf.reduce_sum(pairwise, axis=-1)
+
     def _banded_vla(
-        self, a: tf.Tensor, b: tf.Tensor, y_mask: tf.Tensor, y_log_scale: tf.Tensor
+        self,
+        a: tf.Tensor,
+        b: tf.Tensor,
+        y_mask: tf.Tensor,
+        y_log_scale: tf.Tensor,
+        x_log_scale: tf.Tensor | None = None,
     ) -> tf.Tensor:
         """E(x_n, Y) over the band |n - m| <= w, from a = W1 x̂ [B, N, D], b = W2 ŷ.
 
@@ -126,6 +186,10 @@ class DenseAttention(keras.layers.Layer):
         [c, D] x [D, L] product per block gives every energy the band needs and the
         N x N matrix is never formed. Built from range, gather, batched matmul and
         select only, so that it converts to TFLite builtins with a free N.
+
+        With `x_log_scale` (the paper form) a, b are W1 x, W2 y of the given rows and
+        the band sums tanh(exp(x_log_scale_n + y_log_scale_m) · a_n · b_m) over its
+        valid m; without it, the project form's π-weighted mean (or sum).
         """
         if a.shape[1] is not None and b.shape[1] is not None and a.shape[1] != b.shape[1]:
             raise ValueError(
@@ -147,9 +211,7 @@ class DenseAttention(keras.layers.Layer):
         cols = tf.expand_dims(starts, 1) + tf.expand_dims(tf.range(columns), 0)
         a_blocks = tf.gather(a, tf.minimum(rows, n - 1), axis=1)  # [B, nb, c, D]
         b_blocks = tf.gather(b, cols, axis=1)  # [B, nb, L, D]
-        pairwise = tf.cast(
-            tf.tanh(tf.linalg.matmul(a_blocks, b_blocks, transpose_b=True)), tf.float32
-        )
+        dot = tf.linalg.matmul(a_blocks, b_blocks, transpose_b=True)
         in_band = tf.abs(tf.expand_dims(rows, 2) - tf.expand_dims(cols, 1)) <= w  # [nb, c, L]
         band_mask = tf.logical_and(
             tf.expand_dims(in_band, 0), tf.expand_dims(tf.gather(y_mask, cols, axis=1), 2)
@@ -157,6 +219,14 @@ class DenseAttention(keras.layers.Layer):
         band_log_scale = tf.broadcast_to(
             tf.expand_dims(tf.gather(y_log_scale, cols, axis=1), 2), tf.shape(band_mask)
         )
+        if x_log_scale is not None:
+            row_log_scale = tf.gather(x_log_scale, tf.minimum(rows, n - 1), axis=1)
+            scale = tf.exp(tf.expand_dims(row_log_scale, 3) + band_log_scale)
+            pairwise = tf.where(band_mask, tf.tanh(tf.cast(dot, tf.float32) * scale), 0.0)
+            energy = tf.reduce_sum(pairwise, axis=-1)
+            energy = tf.reshape(energy, [tf.shape(a)[0], blocks * block])
+            return energy[:, :n]
+        pairwise = tf.cast(tf.tanh(dot), tf.float32)
         # π renormalised over the band: a softmax of Y's log scales per row n.
         mix = tf.exp(masked_log_softmax(band_log_scale, band_mask))
         energy = tf.reduce_sum(pairwise * mix, axis=-1)
@@ -170,7 +240,9 @@ class DenseAttention(keras.layers.Layer):
         x_mask = inputs.get("x_mask")
         if x_mask is None:
             x_mask = tf.ones(tf.shape(x)[:2], tf.bool)
-        energy = self.vla(x, y, inputs.get("y_mask"), inputs.get("y_log_scale"))
+        energy = self.vla(
+            x, y, inputs.get("y_mask"), inputs.get("y_log_scale"), inputs.get("x_log_scale")
+        )
         log_weights = masked_log_softmax(energy, x_mask)
         weights = tf.where(x_mask, tf.exp(log_weights), tf.zeros_like(log_weights))
         return {
@@ -201,6 +273,7 @@ class DenseAttention(keras.layers.Layer):
             reduction=self.reduction,
             init_scale=self.init_scale,
             window=self.window,
+            form=self.form,
         )
         return config
 
