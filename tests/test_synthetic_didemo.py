@@ -109,6 +109,15 @@ def ranked_test_split(trained) -> list[dict]:
     return trained["records"]
 
 
+def exported(trained) -> str:
+    """The run as a SavedModel with k = 21 (exported once for the module)."""
+    if "saved_model" not in trained:
+        trained["saved_model"] = serving.export_run(
+            trained["run_config"].model_dir, str(trained["root"] / "serve"), top_k=21
+        )
+    return trained["saved_model"]
+
+
 def test_release_is_didemo_shaped(trained):
     records = json.loads((trained["release"] / "test_data.json").read_text())
     assert {r["num_segments"] for r in records} == {5, 6}
@@ -128,6 +137,7 @@ def test_vlanet_beats_random_on_r1_and_r5(trained):
     print(
         f"\nsynthetic DiDeMo test ({len(queries)} sentences), R@1 / R@5 / mIoU:"
         f"\n  Random  {random['R1']:6.2f} {random['R5']:6.2f} {random['mIoU']:6.2f}"
+        f"  (std over {random['seeds']} seeds: {random['R1_std']:.2f} {random['R5_std']:.2f})"
         f"\n  VLANet  {model['R1']:6.2f} {model['R5']:6.2f} {model['mIoU']:6.2f}"
     )
     assert model["R1"] > random["R1"] + 2 * random["R1_std"]
@@ -156,10 +166,9 @@ def test_every_ranking_holds_each_valid_candidate_once(trained):
 
 
 def test_saved_model_ranks_each_valid_candidate_once(trained):
-    data_dir, model_dir = trained["data_dir"], trained["run_config"].model_dir
+    data_dir = trained["data_dir"]
     records = ranked_test_split(trained)
-    path = serving.export_run(model_dir, str(trained["root"] / "serve"), top_k=21)
-    loaded = tf.saved_model.load(path)
+    loaded = tf.saved_model.load(exported(trained))
     batch = next(iter(split_dataset(data_dir, "test", batch_size=64)))
     inputs = {
         "query": batch["sentence"],
@@ -183,3 +192,33 @@ def test_saved_model_ranks_each_valid_candidate_once(trained):
         np.testing.assert_allclose(
             served["scores"][i, :count], [m[2] for m in by_id[query_id]], atol=1e-4
         )
+
+
+# About 20 s: the TFLite conversion.
+@pytest.mark.slow
+def test_tflite_ranks_each_valid_candidate_once(trained):
+    tflite = pytest.importorskip("export.tflite")
+    pytest.importorskip("ai_edge_litert")
+    path = exported(trained)
+    ranker = tflite.TFLiteRanker(tflite.convert(path), serving.vocabulary_path(path))
+    signature = tf.saved_model.load(path).signatures["serve_tokens_single"]
+    batch = next(iter(split_dataset(trained["data_dir"], "test", batch_size=64)))
+    seen = set()
+    for i in range(len(batch["duration"])):
+        length = int(batch["video_length"][i])
+        duration = float(batch["duration"][i])
+        sentence = batch["sentence"][i].numpy().decode()
+        case = {
+            "query_tokens": ranker.tokens(sentence),
+            "video_features": batch["video_features"][i : i + 1, :length].numpy(),
+            "video_length": np.asarray([length], np.int32),
+            "duration": np.asarray([duration], np.float32),
+        }
+        got = ranker(**case)
+        want = {k: v.numpy() for k, v in signature(**case).items()}
+        count = int(got["num_moments"][0])
+        assert count == int(want["num_moments"][0]) == (15 if duration == 25.0 else 21)
+        assert_complete(got["moments"][0, :count], duration)
+        np.testing.assert_allclose(got["scores"][0, :count], want["scores"][0, :count], atol=1e-4)
+        seen.add(duration)
+    assert seen == {25.0, 30.0}
