@@ -1,10 +1,20 @@
-"""A synthetic moment-retrieval release in the public Charades-STA formats.
+"""A synthetic moment-retrieval release in the public Charades-STA or DiDeMo formats.
 
     python -m data_prep.synthesize --output_dir=DIR
 
 writes `charades_sta_{train,test}.txt`, `Charades_v1_{train,test}.csv`, `features.h5`
 and `glove.synthetic.{dim}d.txt`, which `data_prep.build --dataset=charades_sta` reads
 like the real release.
+
+    python -m data_prep.synthesize --dataset=didemo --output_dir=DIR
+
+writes DiDeMo's `{train,test}_data.json` (records with `annotation_id`, `description`,
+`dl_link`, `num_segments`, `times`, `video`), `average_fc7.h5` (one [6, F] dataset per
+video file name, rows past a 5-segment video's end zero) and the word vectors, which
+`data_prep.build --dataset=didemo` reads like the real release (val is carved from
+train). Videos have 6 segments of 5 s, or 5 (`--short_video_fraction`); each sentence
+has 4 annotators, each of whom moves one end of the true moment by a segment with
+probability `--annotator_disagreement`.
 
 How grounding is planted: every sentence names a (verb, object) concept pair. Each verb
 and each object owns a fixed random unit direction in feature space. A video's clip
@@ -74,6 +84,9 @@ class SynthesisOptions:
     max_duration: float = 45.0
     signal_strength: float = 0.6  # Norm of each planted direction relative to noise ~1.
     inject_defects: bool = False
+    dataset: str = "charades_sta"  # or "didemo"
+    short_video_fraction: float = 0.15  # DiDeMo: share of 5-segment videos.
+    annotator_disagreement: float = 0.2  # DiDeMo: chance an annotator is a segment off.
 
 
 def vocabulary_words() -> list[str]:
@@ -124,8 +137,120 @@ def _place_moments(
     return moments
 
 
+def _write_word_vectors(path: str, word_dim: int, rng: np.random.Generator) -> None:
+    words = vocabulary_words()
+    vectors = rng.normal(scale=0.5, size=(len(words), word_dim)).astype(np.float32)
+    with open(path, "w", encoding="utf-8") as f:
+        for word, vector in zip(words, vectors):
+            f.write(word + " " + " ".join(f"{v:.5f}" for v in vector) + "\n")
+
+
+def _sentence(rng: np.random.Generator, verb: int, obj: int) -> str:
+    _, third, ing = VERBS[verb]
+    template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+    return template.format(
+        third=third, ing=ing, object=OBJECTS[obj], place=PLACES[int(rng.integers(len(PLACES)))]
+    )
+
+
+# DiDeMo's segments: 5 s each, 6 per video (5 for the shorter videos), 4 annotators.
+_DIDEMO_SEGMENTS = 6
+_DIDEMO_ANNOTATORS = 4
+
+
+def _didemo_annotator(
+    rng: np.random.Generator, moment: tuple[int, int], num_segments: int, disagreement: float
+) -> list[int]:
+    """One annotator's (start, end) segments: the moment, or one end moved by one."""
+    start, end = moment
+    if rng.random() < disagreement:
+        options = [
+            (s, e)
+            for s, e in ((start - 1, end), (start + 1, end), (start, end - 1), (start, end + 1))
+            if 0 <= s <= e < num_segments
+        ]
+        start, end = options[int(rng.integers(len(options)))]
+    return [int(start), int(end)]
+
+
+def synthesize_didemo(options: SynthesisOptions) -> dict[str, str]:
+    """The DiDeMo-format release (see the module docstring); {role: path}."""
+    import json
+
+    rng = np.random.default_rng(options.seed)
+    f_dim = options.feature_dim
+    verb_dirs = rng.normal(size=(len(VERBS), f_dim))
+    verb_dirs /= np.linalg.norm(verb_dirs, axis=1, keepdims=True)
+    object_dirs = rng.normal(size=(len(OBJECTS), f_dim))
+    object_dirs /= np.linalg.norm(object_dirs, axis=1, keepdims=True)
+    os.makedirs(options.output_dir, exist_ok=True)
+    paths = {
+        "features": os.path.join(options.output_dir, "average_fc7.h5"),
+        "word_vectors": os.path.join(
+            options.output_dir, f"glove.synthetic.{options.word_dim}d.txt"
+        ),
+    }
+    taken: set[str] = set()
+    features: dict[str, np.ndarray] = {}
+    annotation_id = 0
+    for split, n in (("train", options.num_videos), ("test", options.num_test_videos)):
+        records = []
+        for index, vid in enumerate(_video_ids(rng, n, taken)):
+            # Flickr-style file names; some end in a bare "." as in the release.
+            name = f"{vid}@N00_{index:06d}" + ("." if index % 9 == 4 else ".mp4")
+            key = name + "mp4" if name.endswith(".") else name
+            num_segments = 5 if rng.random() < options.short_video_fraction else 6
+            # Two or three described events and one distractor, on distinct segments
+            # where possible; events are 1-3 segments long.
+            num_events = int(rng.integers(2, 4)) + 1
+            verbs = rng.choice(len(VERBS), num_events, replace=False)
+            objects = rng.choice(len(OBJECTS), num_events, replace=False)
+            x = rng.normal(scale=1.0 / np.sqrt(f_dim), size=(_DIDEMO_SEGMENTS, f_dim))
+            x += rng.normal(scale=0.5 / np.sqrt(f_dim), size=(1, f_dim))
+            starts = rng.permutation(num_segments)[:num_events]
+            for i, (start, v, o) in enumerate(zip(starts, verbs, objects)):
+                end = int(min(num_segments - 1, start + rng.integers(0, 3)))
+                x[start : end + 1] += options.signal_strength * (verb_dirs[v] + object_dirs[o])
+                if i == num_events - 1:
+                    continue  # The distractor has no sentence.
+                times = [
+                    _didemo_annotator(
+                        rng, (int(start), end), num_segments, options.annotator_disagreement
+                    )
+                    for _ in range(_DIDEMO_ANNOTATORS)
+                ]
+                records.append(
+                    {
+                        "annotation_id": annotation_id,
+                        "description": _sentence(rng, int(v), int(o)),
+                        "dl_link": f"https://example.invalid/{key}",
+                        "num_segments": num_segments,
+                        "times": times,
+                        "video": name,
+                    }
+                )
+                annotation_id += 1
+            x[num_segments:] = 0.0  # No segment past the video's end.
+            features[key] = x.astype(np.float32)
+        path = os.path.join(options.output_dir, f"{split}_data.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(records, f)
+        paths[f"{split}_annotations"] = path
+    with h5py.File(paths["features"], "w") as h5:
+        for key in sorted(features):
+            h5.create_dataset(key, data=features[key], track_times=False)
+    _write_word_vectors(paths["word_vectors"], options.word_dim, rng)
+    return paths
+
+
 def synthesize(options: SynthesisOptions) -> dict[str, str]:
     """Writes the synthetic release; returns {role: path} of the files written."""
+    if options.dataset == "didemo":
+        return synthesize_didemo(options)
+    if options.dataset != "charades_sta":
+        raise ValueError(
+            f"--dataset must be 'charades_sta' or 'didemo', got {options.dataset!r}"
+        )
     rng = np.random.default_rng(options.seed)
     f_dim = options.feature_dim
     verb_dirs = rng.normal(size=(len(VERBS), f_dim))
@@ -190,11 +315,7 @@ def synthesize(options: SynthesisOptions) -> dict[str, str]:
     with h5py.File(paths["features"], "w") as h5:
         for vid in sorted(features):
             h5.create_dataset(vid, data=features[vid], track_times=False)
-    words = vocabulary_words()
-    vectors = rng.normal(scale=0.5, size=(len(words), options.word_dim)).astype(np.float32)
-    with open(paths["word_vectors"], "w", encoding="utf-8") as f:
-        for word, vector in zip(words, vectors):
-            f.write(word + " " + " ".join(f"{v:.5f}" for v in vector) + "\n")
+    _write_word_vectors(paths["word_vectors"], options.word_dim, rng)
     return paths
 
 
@@ -250,6 +371,17 @@ def _define_flags() -> None:
     flags.DEFINE_float("signal_strength", 0.6, "Weight of each planted concept direction.")
     flags.DEFINE_boolean(
         "inject_defects", False, "Add one instance of each defect real releases show."
+    )
+    flags.DEFINE_enum(
+        "dataset", "charades_sta", ["charades_sta", "didemo"], "The release format to write."
+    )
+    flags.DEFINE_float(
+        "short_video_fraction", 0.15, "DiDeMo: share of videos with 5 segments, not 6."
+    )
+    flags.DEFINE_float(
+        "annotator_disagreement",
+        0.2,
+        "DiDeMo: chance that an annotator moves one end of the moment by a segment.",
     )
     flags.mark_flag_as_required("output_dir")
 

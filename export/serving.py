@@ -16,8 +16,10 @@ Signatures (B batch, T clips, F feature size, M words, k = --top_k, N surrogates
 - `serve_tokens`: `query_tokens` int32 [B, M] instead of `query` -> as `serving_default`.
 - `serve_tokens_single`: as `serve_tokens` with B = 1 and no input checks (the source of
   the TFLite and ONNX converters).
-- `proposals`: as `serving_default` -> every surrogate: `moments` [B, N, 2], `scores`
-  [B, N], `valid` bool [B, N], `similarity` [B], `attention_map` [B, N, M].
+- `proposals`: as `serving_default` -> every ranked row (the surrogates; DiDeMo: every
+  window, the surrogates first, `vlanet_tf.layers.WindowRanking`): `moments`
+  [B, N, 2], `scores` [B, N], `valid` bool [B, N], `surrogate` bool [B, N] (the row
+  went through the cascade), `similarity` [B], `attention_map` [B, N, M].
 - `encode_query`: `query` string [B] -> `last` float32 [B, D] (w_M, the stage-1 vector
   of `vlanet_tf.search`), `words` float32 [B, M, D] (Q), `mask` bool [B, M]: the query
   side alone, so a collection search can run stage 1 beside TF Serving.
@@ -81,7 +83,7 @@ ENCODE_QUERY_SIGNATURE = "encode_query"
 ENCODE_VIDEO_SIGNATURE = "encode_video"
 MATCH_SIGNATURE = "match_proposals"
 RANKED_OUTPUTS = ("moments", "scores", "similarity", "num_moments")
-PROPOSAL_OUTPUTS = ("moments", "scores", "valid", "similarity", "attention_map")
+PROPOSAL_OUTPUTS = ("moments", "scores", "valid", "surrogate", "similarity", "attention_map")
 
 VOCAB_ASSET = "vocab.txt"
 # Beside the SavedModel proper; TF Serving ignores assets.extra/ except its warmup file.

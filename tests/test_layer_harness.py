@@ -23,6 +23,7 @@ from vlanet_tf.layers import (
     ProposalBuilder,
     QueryEncoder,
     SurrogateSelect,
+    WindowRanking,
 )
 from vlanet_tf.model import INPUT_KEYS, VLANet, build_vlanet, match
 
@@ -110,6 +111,26 @@ def _cascade():
     }
 
 
+def _window_ranking():
+    """3 groups of 3 windows; example 1's last group is empty (a short video)."""
+    rng = _rng()
+    mask = np.ones((2, 3, 3), bool)
+    mask[:, 1, 2] = mask[:, 2, 1:] = False  # windows past the end
+    mask[1, 2] = False
+    index = np.array([[2, 0, 0], [1, 1, 0]], "int32")
+    start = np.broadcast_to(np.arange(3.0)[None, :, None], (2, 3, 3))
+    windows = np.stack([start, start + 1 + np.arange(3.0)], -1)
+    return {
+        "windows": windows.astype("float32"),
+        "mask": mask,
+        "index": index,
+        "group_mask": mask.any(-1),
+        "cosines": (rng.uniform(-1, 1, (2, 3, 3)) * mask).astype("float32"),
+        "scores": np.log(rng.random((2, 3)) + 0.1).astype("float32"),
+        "attention_map": rng.random((2, 3, 4)).astype("float32"),
+    }
+
+
 # Mixed-precision tolerances, tol in |mixed - float32| <= tol * (1 + |float32|), same
 # weights. bfloat16 keeps 8 significant bits (u = 2^-8 ~ 3.9e-3), float16 11
 # (u = 2^-11 ~ 4.9e-4); the projections and pairwise energies run in them and the
@@ -143,6 +164,8 @@ CASES = [
                  ("surrogates", "cosine"), MEAN),
     lt.LayerCase("surrogate_off", SurrogateSelect, dict(enabled=False), _selection, 0, 0,
                  ("surrogates", "cosine"), MEAN),
+    lt.LayerCase("window_ranking", WindowRanking, {}, _window_ranking, 0, 0,
+                 ("scores", "attention_map"), MEAN),
     lt.LayerCase("dense_attention_mean", DenseAttention, dict(hidden_dim=D, init_scale=3.0),
                  _attention, 2, 0, ("outputs", "energy"), MEAN),
     lt.LayerCase("dense_attention_sum", DenseAttention,

@@ -131,6 +131,22 @@ def test_didemo_proposals_are_the_21_moments():
     assert len(seen) == 21
 
 
+def test_didemo_windows_past_a_short_video_are_invalid_as_in_the_baselines():
+    """One candidate set: the valid windows of a 25 s (5-segment) video are the 15
+    pairs `ProposalGeometry.candidates` gives the Random and Upper-Bound rows, even
+    when the features hold 6 rows (the release's average_fc7.h5)."""
+    layer = ProposalBuilder(hidden_dim=4, proposal_mode="didemo")
+    durations = [30.0, 25.0, 25.0, 20.0, 5.0]
+    out = layer(_video_batch(durations, [6, 6, 5, 6, 6]))
+    mask, windows = out["mask"].numpy(), out["windows"].numpy()
+    for i, duration in enumerate(durations):
+        got = {tuple(w) for w in windows[i][mask[i]].tolist()}
+        expected = {tuple(c) for c in layer.geometry.candidates(duration).tolist()}
+        assert got == expected, duration
+        segments = round(duration / 5)
+        assert mask[i].sum() == segments * (segments + 1) // 2
+
+
 # ---- eqs. 3-6 ----------------------------------------------------------------------
 
 

@@ -43,7 +43,8 @@ def test_outputs_have_the_documented_keys_and_shapes():
     model = build_vlanet(ModelConfig(**SMALL))
     data = planted_pairs(2)
     out = model({k: data[k] for k in INPUT_KEYS})
-    assert set(out) == {"similarity", "scores", "moments", "valid", "attention_map"}
+    assert set(out) == {"similarity", "scores", "moments", "valid", "surrogate", "attention_map"}
+    np.testing.assert_array_equal(out["surrogate"], out["valid"])  # one row per surrogate
     assert out["similarity"].shape == (4,)
     assert out["scores"].shape == out["valid"].shape == (4, 10)
     assert out["moments"].shape == (4, 10, 2)
@@ -55,6 +56,48 @@ def test_no_surrogate_ablation_ranks_all_proposals():
     data = planted_pairs(1)
     out = model({k: data[k] for k in INPUT_KEYS})
     assert out["scores"].shape == (2, 20)  # K * L
+
+
+def test_didemo_ranks_every_valid_window_once_surrogates_first():
+    """SPEC §8 ranks all 21 candidates (15 for a 5-segment video), not one per start
+    segment; the surrogates come first by their SPEC §7 score, then the other windows
+    by their selection cosine with w_M (eq. 3)."""
+    config = ModelConfig(**{**SMALL, "proposal_mode": "didemo"})
+    model = build_vlanet(config)
+    rng = np.random.default_rng(3)
+    durations = np.array([30.0, 25.0], "float32")
+    inputs = {
+        "query_tokens": np.array([[3, 4, 5], [6, 7, 0]], "int32"),
+        "video_features": rng.normal(size=(2, 6, 12)).astype("float32"),
+        "video_length": np.array([6, 6], "int32"),  # average_fc7.h5 always has 6 rows
+        "duration": durations,
+    }
+    out = {k: v.numpy() for k, v in model(inputs).items()}
+    assert out["scores"].shape == (2, 36)  # every window (k, l), group-major
+    proposals = model.get_layer("proposal_builder")(
+        {k: inputs[k] for k in ("video_features", "video_length", "duration")}
+    )
+    last = model.get_layer("query_encoder")(inputs["query_tokens"])["last"].numpy()
+    cosines = np.einsum("bkld,bd->bkl", proposals["proposals"].numpy(), last).reshape(2, 36)
+    for i, duration in enumerate(durations):
+        ranked = rank(out["scores"][i], out["moments"][i], out["valid"][i], top_k=None)
+        moments = [tuple(m[:2]) for m in ranked]
+        expected = {tuple(c) for c in config.geometry.candidates(float(duration))}
+        assert len(moments) == len(expected) == (21 if duration == 30 else 15)
+        assert set(moments) == expected
+        surrogate = out["surrogate"][i]
+        assert surrogate.sum() == (6 if duration == 30 else 5)  # one per start segment
+        order = [
+            int(np.flatnonzero(out["valid"][i] & (np.abs(out["moments"][i] - m[:2]).sum(1) == 0))[0])
+            for m in ranked
+        ]
+        num_surrogates = int(surrogate.sum())
+        assert surrogate[order[:num_surrogates]].all()
+        rest = order[num_surrogates:]
+        assert np.all(np.diff(cosines[i, rest]) <= 1e-6)  # by selection cosine
+        # Attention lies on the surrogates' rows only.
+        assert not out["attention_map"][i][~surrogate].any()
+        assert out["attention_map"][i][surrogate].any()
 
 
 def test_config_round_trip_and_keras_file_give_equal_outputs(tmp_path):

@@ -135,7 +135,8 @@ class ValidationRanking(keras.callbacks.Callback):
         png = plots.render_attention_map(
             out["attention_map"][index].numpy(),
             out["moments"][index].numpy(),
-            out["valid"][index].numpy(),
+            # Only the surrogates received attention (DiDeMo ranks the other windows too).
+            out["valid"][index].numpy() & out["surrogate"][index].numpy(),
             words(sentence),
             title=f"epoch {epoch + 1}: \"{sentence}\" (truth {truth[0]:.1f}-{truth[1]:.1f}s)",
         )

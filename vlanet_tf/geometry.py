@@ -29,6 +29,9 @@ import numpy as np
 # these numbers live.
 DIDEMO_SEGMENT_SECONDS = 5.0
 DIDEMO_NUM_SEGMENTS = 6
+# A duration within this many segments above a whole number of them is that number
+# (float rounding); `num_segments` and the proposal layer's graph share it.
+SEGMENT_TOLERANCE = 1e-6
 
 PROPOSAL_MODES = ("sliding", "didemo")
 
@@ -128,8 +131,15 @@ class ProposalGeometry:
         return groups
 
     def num_segments(self, duration: float) -> int:
-        """DiDeMo segments a video of ``duration`` seconds has (at most didemo_segments)."""
-        whole = math.ceil(duration / self.segment_seconds - 1e-6)
+        """DiDeMo segments a video of ``duration`` seconds has (at most didemo_segments).
+
+        The one rule of a DiDeMo video's extent: the model's valid windows
+        (`layers.proposal_builder.proposal_windows`), `candidates` (the Random row) and
+        the Upper Bound's candidate pairs all follow it. The readers set a DiDeMo
+        duration to num_segments · segment_seconds, so this is the annotation's
+        num_segments.
+        """
+        whole = math.ceil(duration / self.segment_seconds - SEGMENT_TOLERANCE)
         return int(min(max(whole, 1), self.didemo_segments))
 
     # ------------------------------------------------------------------ candidates

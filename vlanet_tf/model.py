@@ -14,6 +14,7 @@ from vlanet_tf.layers import (
     ProposalBuilder,
     QueryEncoder,
     SurrogateSelect,
+    WindowRanking,
 )
 from vlanet_tf.losses import margin_hinge, select_negatives
 
@@ -36,7 +37,8 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
     """The functional VLANet: dict of inputs -> dict of outputs.
 
     Outputs: `similarity` [B] (eq. 13), `scores` [B, N] (SPEC §7), `moments` [B, N, 2]
-    seconds, `valid` bool [B, N], `attention_map` [B, N, M] (SPEC §10).
+    seconds, `valid` bool [B, N], `surrogate` bool [B, N] (the row went through the
+    cascade), `attention_map` [B, N, M] (SPEC §10). N: see `match`.
 
     Every layer is built under the dtype policy `config.precision`; inputs and
     outputs are float32 (and int32, bool) whatever it is.
@@ -64,7 +66,10 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         name="proposal_builder",
     )
     surrogate_select = SurrogateSelect(
-        enabled=config.use_surrogate_selection, dtype=policy, name="surrogate_select"
+        enabled=config.use_surrogate_selection,
+        rank_all_windows=ranks_all_windows(config),
+        dtype=policy,
+        name="surrogate_select",
     )
     cascade = CascadedCrossModalAttention(
         config.hidden_dim,
@@ -87,6 +92,18 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="vlanet")
 
 
+def ranks_all_windows(config: ModelConfig) -> bool:
+    """Whether the model's ranking holds every valid window, not only the surrogates.
+
+    DiDeMo: yes, its protocol ranks all 21 candidate moments (SPEC §8). Sliding windows
+    (Charades-STA): no; the protocol reads the top 5 only, a video longer than four
+    strides already has more than 5 surrogates, and the rows (and the exported
+    `proposals` outputs) would grow L-fold. Without surrogate selection every window
+    is a row anyway.
+    """
+    return config.proposal_mode == "didemo"
+
+
 def video_self_attention_window(config: ModelConfig) -> int:
     """The band of the video self-attention in cascade rows, from one in segment groups.
 
@@ -104,7 +121,13 @@ def match(
     proposals: dict[str, Any],
     query: dict[str, Any],
 ) -> dict[str, Any]:
-    """Surrogate selection (eqs. 3-6) then the cascade (eqs. 9-13) for one pairing."""
+    """Surrogate selection (eqs. 3-6) then the cascade (eqs. 9-13) for one pairing.
+
+    The rows of `scores`, `moments`, `valid`, `surrogate` and `attention_map`: the K
+    surrogates (N = K) with surrogate selection; every window (N = K·L, group-major)
+    without it, or with it when `surrogate_select.rank_all_windows` (DiDeMo), where
+    `layers.WindowRanking` ranks the surrogates first and the other windows after them.
+    """
     selected = surrogate_select(
         {
             "proposals": proposals["proposals"],
@@ -122,11 +145,26 @@ def match(
             "fallback_scores": selected["cosine"],
         }
     )
+    if surrogate_select.enabled and surrogate_select.rank_all_windows:
+        ranked = WindowRanking(name="window_ranking")(
+            {
+                "windows": proposals["windows"],
+                "mask": proposals["mask"],
+                "index": selected["index"],
+                "group_mask": selected["mask"],
+                "cosines": selected["cosines"],
+                "scores": attended["scores"],
+                "attention_map": attended["attention_map"],
+            }
+        )
+        return {"similarity": attended["similarity"], **ranked}
     return {
         "similarity": attended["similarity"],
         "scores": attended["scores"],
         "moments": selected["windows"],
         "valid": selected["mask"],
+        # Every row went through the cascade.
+        "surrogate": keras.ops.copy(selected["mask"]),
         "attention_map": attended["attention_map"],
     }
 

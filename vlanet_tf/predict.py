@@ -56,8 +56,8 @@ def predict(
 
     Returns:
       {"moments": [[start, end, score], ...] best first, "similarity": float} and, with
-      `with_proposals`, "proposals": every surrogate's moments [N, 2], scores [N] and
-      valid [N] (numpy).
+      `with_proposals`, "proposals": every ranked row's moments [N, 2], scores [N] and
+      valid [N] (numpy), valid only on the surrogates (the rows that carry attention).
     """
     import tensorflow as tf
 
@@ -87,6 +87,10 @@ def predict(
     if with_proposals:
         every = loaded.signatures["proposals"](**tensors)
         result["proposals"] = {k: every[k].numpy()[0] for k in ("moments", "scores", "valid")}
+        # The timeline colours the rows that received attention: the surrogates (an
+        # export older than the `surrogate` output ranked only those).
+        if "surrogate" in every:
+            result["proposals"]["valid"] &= every["surrogate"].numpy()[0]
     return result
 
 

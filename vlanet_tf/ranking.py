@@ -1,7 +1,9 @@
 """SPEC §7 ranking: one rule, in NumPy and in the graph.
 
 A surrogate's score is the log of the weight it carries into v_comp (`scores` of the
-model). The ranking holds the valid surrogates only, by descending score; **equal scores
+model; with DiDeMo the model's rows also hold the other windows, scored below every
+surrogate, `layers/window_ranking.py`). The ranking holds the valid rows only, by
+descending score; **equal scores
 keep the surrogates' order** (the lower index first). `rank` (NumPy, used by dataset
 inference, the CLIs and the predictions files) and `top_moments` (the graph version of
 the exported SavedModel) both follow this rule — `np.argsort(kind="stable")` and

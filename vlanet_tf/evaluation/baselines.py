@@ -31,6 +31,17 @@ def candidates(queries: Queries, geometry: ProposalGeometry) -> dict[str, np.nda
     return {q.query_id: geometry.candidates(q.duration) for q in queries.values()}
 
 
+def segment_candidates(queries: Queries, geometry: ProposalGeometry) -> dict[str, np.ndarray]:
+    """DiDeMo: each query's candidates as inclusive segment pairs ``[C, 2]``, the
+    model's valid windows (`ProposalGeometry.num_segments` of the video)."""
+    if geometry.mode != "didemo":
+        raise ValueError(f"segment candidates need didemo proposals, got {geometry.mode!r}")
+    return {
+        q.query_id: geometry.didemo_pairs(geometry.num_segments(q.duration))
+        for q in queries.values()
+    }
+
+
 def evaluate_baseline(
     kind: str,
     dataset: str,
@@ -56,10 +67,11 @@ def evaluate_baseline(
         if dataset != DIDEMO:
             raise ValueError(f"--baseline=upper_bound is defined for didemo only, got {dataset!r}")
         truth = {q.query_id: q.segments for q in queries.values()}
-        result = metrics.didemo_upper_bound(truth)
+        pool = segment_candidates(queries, geometry)
+        result = metrics.didemo_upper_bound(truth, candidates=pool)
         rankings = {}
         for q in queries.values():
-            pairs = metrics.didemo_agreement_ranking(q.segments, q.num_segments)
+            pairs = metrics.didemo_agreement_ranking(q.segments, candidates=pool[q.query_id])
             start, end = spans.didemo_segments_to_seconds(pairs[:, 0], pairs[:, 1])
             rankings[q.query_id] = with_rank_scores(np.stack([start, end], axis=-1))
         return result, rankings

@@ -147,15 +147,20 @@ def didemo_metrics(
 def didemo_agreement_ranking(
     annotations: Sequence[Sequence[int]],
     num_segments: int = DIDEMO_NUM_SEGMENTS,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """All candidates ranked by how many annotators chose them, ``[C, 2]``.
 
     Most-agreed first, ties in canonical candidate order. Any ranking sorted by
     agreement puts the same ranks on the annotator moments, and no other ranking
     gives smaller best-3 ranks, so this is the ranking the R@1/R@5 upper bound uses.
+    `candidates` ([C, 2] segment pairs, e.g. a model's valid windows) replaces the
+    canonical pairs of `num_segments`; an annotator moment outside them is unranked.
     """
     votes = Counter(tuple(int(x) for x in moment) for moment in annotations)
-    candidates = ProposalGeometry.didemo().didemo_pairs(num_segments)
+    if candidates is None:
+        candidates = ProposalGeometry.didemo().didemo_pairs(num_segments)
+    candidates = np.asarray(candidates, dtype=np.int64).reshape(-1, 2)
     counts = np.asarray([votes.get(tuple(c), 0) for c in candidates.tolist()])
     return candidates[np.argsort(-counts, kind="stable")]
 
@@ -163,6 +168,7 @@ def didemo_agreement_ranking(
 def didemo_upper_bound(
     ground_truth: Mapping[str, Sequence[Sequence[int]]],
     num_segments: int = DIDEMO_NUM_SEGMENTS,
+    candidates: Mapping[str, np.ndarray] | None = None,
 ) -> Metrics:
     """DiDeMo Upper Bound: the best each metric can be given annotator disagreement.
 
@@ -171,19 +177,29 @@ def didemo_upper_bound(
     annotators agree); mIoU takes, per query, the candidate whose mean of the 3
     largest IoUs with the annotator moments is largest. That candidate need not be
     the most-agreed one, so no single ranking reaches all three numbers.
+
+    `candidates` (query id -> [C, 2] segment pairs) restricts each query to its own
+    candidate set, e.g. the valid windows of its video; without it every query has
+    the canonical pairs of `num_segments`.
     """
     if not ground_truth:
         raise ValueError("ground_truth is empty: there is nothing to evaluate")
+    canonical = ProposalGeometry.didemo().didemo_pairs(num_segments)
+
+    def pool(query_id: str) -> np.ndarray:
+        if candidates is None:
+            return canonical
+        return np.asarray(candidates[query_id], dtype=np.int64).reshape(-1, 2)
+
     agreement = {
-        query_id: didemo_agreement_ranking(annotators, num_segments)
+        query_id: didemo_agreement_ranking(annotators, candidates=pool(query_id))
         for query_id, annotators in ground_truth.items()
     }
     metrics = didemo_metrics(agreement, ground_truth)
-    candidates = ProposalGeometry.didemo().didemo_pairs(num_segments)
     best_ious = []
-    for annotators in ground_truth.values():
+    for query_id, annotators in ground_truth.items():
         annotators = np.asarray(annotators, dtype=np.int64).reshape(-1, 2)
-        overlaps = spans.inclusive_index_iou(candidates[:, None, :], annotators[None])
+        overlaps = spans.inclusive_index_iou(pool(query_id)[:, None, :], annotators[None])
         best_ious.append(np.sort(overlaps, axis=1)[:, -3:].mean(axis=1).max())
     metrics["mIoU"] = float(100.0 * np.mean(best_ious))
     return metrics

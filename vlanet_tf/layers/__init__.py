@@ -5,6 +5,7 @@ from vlanet_tf.layers.dense_attention import DenseAttention
 from vlanet_tf.layers.proposal_builder import ProposalBuilder, proposal_windows
 from vlanet_tf.layers.query_encoder import QueryEncoder
 from vlanet_tf.layers.surrogate_select import SurrogateSelect
+from vlanet_tf.layers.window_ranking import WindowRanking
 
 __all__ = [
     "CascadedCrossModalAttention",
@@ -12,5 +13,6 @@ __all__ = [
     "ProposalBuilder",
     "QueryEncoder",
     "SurrogateSelect",
+    "WindowRanking",
     "proposal_windows",
 ]

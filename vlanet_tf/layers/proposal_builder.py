@@ -7,7 +7,12 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from vlanet_tf.geometry import DIDEMO_NUM_SEGMENTS, DIDEMO_SEGMENT_SECONDS, ProposalGeometry
+from vlanet_tf.geometry import (
+    DIDEMO_NUM_SEGMENTS,
+    DIDEMO_SEGMENT_SECONDS,
+    SEGMENT_TOLERANCE,
+    ProposalGeometry,
+)
 from vlanet_tf.layers.ops import l2_normalize, output_spec
 
 # Tolerance, in clips, when turning window seconds into clip indices: a window that ends
@@ -37,7 +42,11 @@ def proposal_windows(
     is before the video's end; group 0 always exists. Windows are clipped at the end.
     Clip features are spread evenly over the duration. DiDeMo mode: K = L = the number
     of segments; window (k, l) covers segments k .. k + l and is valid only when it
-    stays inside the video's segments, which gives the 21 canonical moments for 6.
+    stays inside the video's own segments, `geometry.num_segments(duration)` (the
+    annotation's num_segments: 25 s is 5 segments), which gives the 21 canonical
+    moments for 6 segments and 15 for 5: exactly `geometry.candidates(duration)`, the
+    set the Random and Upper-Bound rows rank. A segment past the features' last row
+    (`video_length`) pools the last row.
     """
     duration = tf.cast(duration, tf.float32)
     video_length = tf.cast(video_length, tf.int32)
@@ -48,7 +57,10 @@ def proposal_windows(
         l = tf.range(n)[None, :]
         start_seg = tf.broadcast_to(k, (n, n))
         end_seg = k + l + 1
-        geometry_valid = end_seg <= n
+        # The rule of ProposalGeometry.num_segments, in the graph.
+        segments = tf.math.ceil(duration / geometry.segment_seconds - SEGMENT_TOLERANCE)
+        segments = tf.clip_by_value(tf.cast(segments, tf.int32), 1, n)
+        geometry_valid = end_seg[None] <= segments[:, None, None]
         windows = tf.stack(
             [tf.cast(start_seg, tf.float32), tf.cast(end_seg, tf.float32)], axis=-1
         ) * geometry.segment_seconds
@@ -57,7 +69,7 @@ def proposal_windows(
         t = video_length[:, None, None]
         clip_start = tf.minimum(start_seg[None], t - 1)
         clip_end = tf.minimum(end_seg[None], t)
-        mask = geometry_valid[None] & has_clips[:, None, None]
+        mask = geometry_valid & has_clips[:, None, None]
     else:
         stride_s = geometry.stride_seconds
         widths = tf.constant(geometry.window_seconds, tf.float32)

@@ -23,7 +23,8 @@ class SurrogateSelect(keras.layers.Layer):
         dict with `surrogates` [B, K, D] (s_k = p_{l'k}, the compute dtype), `windows`
         float32 [B, K, 2] (each surrogate's start/end seconds), `mask` bool [B, K] (the
         group has at least one valid window), `index` int32 [B, K] (l'), `cosine`
-        float32 [B, K] (cos(s_k, w_M); 0 for empty groups).
+        float32 [B, K] (cos(s_k, w_M); 0 for empty groups), `cosines` float32
+        [B, K, L] (cos(p_lk, w_M) of every window, eq. 3; 0 where masked).
 
     Dtypes: windows (seconds) and the cosines are float32 whatever the `dtype` policy,
     so that the argmax does not change with the compute dtype nor tie on its rounding;
@@ -37,14 +38,26 @@ class SurrogateSelect(keras.layers.Layer):
 
     `enabled=False` is the "without surrogate selection" ablation (SPEC §9): every
     proposal becomes a row, so the outputs have N = K·L rows instead of K.
+
+    `rank_all_windows` is read by `vlanet_tf.model.match`, not here: the model's
+    ranking then holds every valid window, the surrogates first
+    (`layers.window_ranking`). DiDeMo's protocol needs it (SPEC §8 ranks all 21
+    candidates); the layer's own outputs are the same either way.
     """
 
-    def __init__(self, method: str = "gather", enabled: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        method: str = "gather",
+        enabled: bool = True,
+        rank_all_windows: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if method not in ("gather", "mask"):
             raise ValueError(f"method must be 'gather' or 'mask', got {method!r}")
         self.method = method
         self.enabled = enabled
+        self.rank_all_windows = bool(rank_all_windows)
 
     @property
     def input_dtype(self) -> str:
@@ -56,9 +69,13 @@ class SurrogateSelect(keras.layers.Layer):
         mask = inputs["mask"]
         query = tf.cast(inputs["query_last"], tf.float32)
         cosine = tf.einsum("bkld,bd->bkl", tf.cast(proposals, tf.float32), query)
+        cosines = tf.where(mask, cosine, tf.zeros_like(cosine))
         proposals = tf.cast(proposals, self.compute_dtype)
         if not self.enabled:
-            return self._all_proposals(proposals, inputs["windows"], mask, cosine)
+            return {
+                **self._all_proposals(proposals, inputs["windows"], mask, cosine),
+                "cosines": cosines,
+            }
         masked = tf.where(mask, cosine, MASKED_LOG_WEIGHT)
         index = tf.argmax(tf.stop_gradient(masked), axis=-1, output_type=tf.int32)
         if self.method == "gather":
@@ -80,6 +97,7 @@ class SurrogateSelect(keras.layers.Layer):
             "mask": group_mask,
             "index": index,
             "cosine": selected_cosine,
+            "cosines": cosines,
         }
 
     @staticmethod
@@ -104,6 +122,7 @@ class SurrogateSelect(keras.layers.Layer):
             "mask": (b, k),
             "index": (b, k),
             "cosine": (b, k),
+            "cosines": input_shape["mask"],
         }
 
     def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
@@ -114,10 +133,13 @@ class SurrogateSelect(keras.layers.Layer):
             "mask": "bool",
             "index": "int32",
             "cosine": "float32",
+            "cosines": "float32",
         }
         return output_spec(shapes, dtypes)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(method=self.method, enabled=self.enabled)
+        config.update(
+            method=self.method, enabled=self.enabled, rank_all_windows=self.rank_all_windows
+        )
         return config
