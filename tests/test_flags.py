@@ -62,12 +62,17 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = f"--{'no' if value else ''}{field.name}", not value
                 elif field.name == "window_frames":
                     arg, expected = "--window_frames=96,128", (96, 128)
-                elif field.name in ("proposal_mode", "optimizer", "vla_reduction", "precision"):
+                elif field.name in (
+                    "proposal_mode", "optimizer", "vla_reduction", "precision",
+                    "negative_direction", "loss",
+                ):
                     choice = {
                         "proposal_mode": "didemo",
                         "optimizer": "sgd",
                         "vla_reduction": "sum",
                         "precision": "mixed_bfloat16",
+                        "negative_direction": "both",
+                        "loss": "infonce",
                     }
                     arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
                 elif isinstance(value, int):

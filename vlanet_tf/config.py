@@ -120,6 +120,11 @@ class TrainConfig:
     batch_size: int = 64  # Global batch size.
     epochs: int = 20
     seed: int = 1234
+    # Beyond the paper; the defaults are eq. 14 as above (VLANet's docstring, README).
+    negative_direction: str = "sentence"  # "sentence" | "video" | "both".
+    loss: str = "hinge"  # "hinge" | "hinge_hardest" | "infonce" (losses.LOSSES).
+    temperature: float = 0.1  # τ of "infonce".
+    dropout: float = 0.0  # On query words and proposal features, training passes only.
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -130,11 +130,35 @@ def define_train_flags() -> None:
         return
     d = TrainConfig()
     flags.DEFINE_float("margin", d.margin, "Δ of the margin loss (eq. 14).")
-    flags.DEFINE_integer("num_negatives", d.num_negatives, "Negative sentences per positive.")
+    flags.DEFINE_integer(
+        "num_negatives",
+        d.num_negatives,
+        "Negatives per positive and direction; 0: every valid in-batch negative "
+        "(B x (G-1) cascade passes per direction).",
+        lower_bound=0,
+    )
     flags.DEFINE_boolean(
         "gather_negatives",
         d.gather_negatives,
         "Draw negatives from the global batch across replicas.",
+    )
+    flags.DEFINE_enum(
+        "negative_direction",
+        d.negative_direction,
+        ["sentence", "video", "both"],
+        "Negatives: other videos' sentences for each video (eq. 14), other videos for "
+        "each sentence (this replica's batch), or both.",
+    )
+    flags.DEFINE_enum(
+        "loss",
+        d.loss,
+        ["hinge", "hinge_hardest", "infonce"],
+        "Margin hinge per negative (eq. 14), hinge on the hardest negative (VSE++), or "
+        "InfoNCE over the positive and its negatives.",
+    )
+    flags.DEFINE_float("temperature", d.temperature, "τ of --loss=infonce.")
+    flags.DEFINE_float(
+        "dropout", d.dropout, "Dropout on query words and proposal features in training."
     )
     flags.DEFINE_enum("optimizer", d.optimizer, ["adamw", "adam", "sgd"], "Optimizer.")
     flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate.")

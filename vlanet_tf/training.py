@@ -68,13 +68,7 @@ def build_model(
 
     Call under the strategy's scope so that variables are mirrored.
     """
-    model = VLANet(
-        model_config,
-        margin=train_config.margin,
-        num_negatives=train_config.num_negatives,
-        gather_negatives=train_config.gather_negatives,
-        clipnorm=train_config.clipnorm,
-    )
+    model = VLANet.from_configs(model_config, train_config)
     if word_vectors is not None:
         model.set_word_vectors(word_vectors)
     if compile_model:
