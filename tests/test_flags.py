@@ -64,7 +64,7 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = "--window_frames=96,128", (96, 128)
                 elif field.name in (
                     "proposal_mode", "optimizer", "vla_reduction", "precision",
-                    "negative_direction", "loss",
+                    "negative_direction", "loss", "lr_schedule",
                 ):
                     choice = {
                         "proposal_mode": "didemo",
@@ -73,6 +73,7 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                         "precision": "mixed_bfloat16",
                         "negative_direction": "both",
                         "loss": "infonce",
+                        "lr_schedule": "cosine",
                     }
                     arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
                 elif isinstance(value, int):

@@ -187,3 +187,28 @@ def test_options_survive_the_config_round_trip():
 def test_bad_options_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
         VLANet(ModelConfig(**SMALL), **options)
+
+
+@pytest.mark.parametrize("warmup", [0, 4])
+def test_cosine_schedule_decays_to_zero_after_the_warmup(warmup):
+    from vlanet_tf import training
+    from vlanet_tf.config import TrainConfig
+
+    total, peak = 24, 0.2
+    optimizer = training.build_optimizer(
+        TrainConfig(learning_rate=peak, warmup_steps=warmup, lr_schedule="cosine"), total
+    )
+    schedule = optimizer._learning_rate
+    for step in range(total + 3):
+        if step < warmup:
+            expected = peak * step / warmup
+        else:
+            t = min(step - warmup, total - warmup) / (total - warmup)
+            expected = 0.5 * peak * (1 + np.cos(np.pi * t))
+        np.testing.assert_allclose(float(schedule(step)), expected, atol=1e-6, err_msg=step)
+    with pytest.raises(ValueError, match="lr_schedule=cosine"):
+        training.build_optimizer(TrainConfig(lr_schedule="cosine", warmup_steps=5), 5)
+    # The default holds the rate.
+    assert float(training.build_optimizer(TrainConfig(learning_rate=peak)).learning_rate) == (
+        pytest.approx(peak)
+    )

@@ -125,6 +125,10 @@ class TrainConfig:
     loss: str = "hinge"  # "hinge" | "hinge_hardest" | "infonce" (losses.LOSSES).
     temperature: float = 0.1  # τ of "infonce".
     dropout: float = 0.0  # On query words and proposal features, training passes only.
+    # Learning rate after the warmup: "constant" or "cosine" (to 0 at the last step).
+    lr_schedule: str = "constant"
+    # Stop after this many epochs without a better validation metric; 0: never.
+    early_stopping_patience: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -164,6 +164,19 @@ def define_train_flags() -> None:
     flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate.")
     flags.DEFINE_float("weight_decay", d.weight_decay, "AdamW decoupled weight decay.")
     flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Linear warmup steps.")
+    flags.DEFINE_enum(
+        "lr_schedule",
+        d.lr_schedule,
+        ["constant", "cosine"],
+        "Learning rate after the warmup: held, or a half cosine to 0 at the last step.",
+    )
+    flags.DEFINE_integer(
+        "early_stopping_patience",
+        d.early_stopping_patience,
+        "Stop after this many epochs without a better validation metric (R1@0.5 on "
+        "Charades-STA); 0: never.",
+        lower_bound=0,
+    )
     flags.DEFINE_float(
         "clipnorm", d.clipnorm, "Clip the global norm of the all-replica gradient; <= 0: off."
     )
