@@ -80,9 +80,11 @@ class ValidationRanking(keras.callbacks.Callback):
         run_dir: RunDir,
         top_k: int | None = None,
         attention_example: int = 0,
+        nms_iou: float = 0.0,
     ) -> None:
         super().__init__()
         self.val_dataset = val_dataset
+        self.nms_iou = nms_iou
         self.dataset_name, self.queries = ground_truth.from_shards(data_dir, "val")
         self.run_dir = run_dir
         self.top_k = top_k or None
@@ -102,7 +104,7 @@ class ValidationRanking(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         result, rankings = score_model(
             self.model, self.val_dataset, self.dataset_name, self.queries, self.top_k,
-            source="val",
+            self.nms_iou, source="val",
         )
         predictions.write(self.run_dir.predictions_path("val", epoch + 1), self.queries, rankings)
         for key, value in result.items():
@@ -194,6 +196,7 @@ def epoch_callbacks(
     top_k: int | None = None,
     attention_example: int = 0,
     early_stopping_patience: int = 0,
+    nms_iou: float = 0.0,
 ) -> list[Any]:
     """What every epoch writes to the run directory: val ranking and the best weights,
     history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars; with a
@@ -201,7 +204,9 @@ def epoch_callbacks(
     # First: a non-finite epoch must reach none of the writers below.
     callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
     if val_dataset is not None:
-        ranking = ValidationRanking(val_dataset, data_dir, run_dir, top_k, attention_example)
+        ranking = ValidationRanking(
+            val_dataset, data_dir, run_dir, top_k, attention_example, nms_iou
+        )
         callbacks.append(ranking)
         if early_stopping_patience > 0:
             callbacks.append(

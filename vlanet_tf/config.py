@@ -153,6 +153,9 @@ class RunConfig:
     steps_per_epoch: int | None = None
     deterministic: bool = False
     eval_top_k: int = 0  # 0: rank every valid proposal (DiDeMo's protocol needs all).
+    # Temporal NMS IoU threshold on the ranked moments (val, evaluate, the exported
+    # graph); 0: off, as in the compared methods.
+    nms_iou: float = 0.0
     max_query_length: int | None = None
     attention_example: int = 0
     verbose: int | str = "auto"  # Keras fit verbosity; "auto": bar on a tty.

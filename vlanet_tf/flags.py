@@ -209,6 +209,13 @@ def define_train_flags() -> None:
         0,
         "Moments kept per query when ranking val/test; 0 keeps all (DiDeMo needs all).",
     )
+    flags.DEFINE_float(
+        "nms_iou",
+        0.0,
+        "Temporal NMS on the ranked moments: drop a moment whose IoU with a better kept "
+        "one is >= this; 0: off. Saved with the run: val, evaluate and export use it.",
+        lower_bound=0.0,
+    )
     flags.DEFINE_integer(
         "attention_example",
         0,
@@ -281,6 +288,7 @@ def run_config_from_flags(flag_values: flags.FlagValues) -> RunConfig:
         steps_per_epoch=flag_values.steps_per_epoch,
         deterministic=flag_values.deterministic,
         eval_top_k=flag_values.eval_top_k,
+        nms_iou=flag_values.nms_iou,
         max_query_length=flag_values.max_query_length,
         attention_example=flag_values.attention_example,
         jit_compile=flag_values.jit_compile,

@@ -222,6 +222,7 @@ def run_callbacks(
         top_k=run_config.eval_top_k,
         attention_example=run_config.attention_example,
         early_stopping_patience=train_config.early_stopping_patience,
+        nms_iou=run_config.nms_iou,
     )
 
 
