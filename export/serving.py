@@ -32,7 +32,8 @@ Signatures (B batch, T clips, F feature size, M words, k = --top_k, N surrogates
   cascade (`vlanet_tf.model.match`) on them (no request checks).
 
 Ranking is SPEC §7 inside the graph, `vlanet_tf.ranking.top_moments`: the tie rule of
-`vlanet_tf.ranking.rank` (equal scores keep the lower surrogate index first). When a video has fewer than k valid surrogates
+`vlanet_tf.ranking.rank` (equal scores keep the lower surrogate index first), after the
+run's temporal NMS when it has one (`--nms_iou`). When a video has fewer than k valid surrogates
 the rows past `num_moments` are padding: moment [0, 0] and score `PADDED_SCORE`.
 
 The query string is tokenised and looked up in the graph by `vlanet_tf.text.Vocabulary`,
@@ -115,6 +116,7 @@ class VLANetServing(tf.Module):
       vocabulary_path: vocab.txt of the data the network was trained on.
       top_k: k of the ranked outputs.
       max_query_length: tokens kept per query, as in training (None: all).
+      nms_iou: temporal NMS threshold of the ranking (`ranking.top_moments`); 0: off.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class VLANetServing(tf.Module):
         vocabulary_path: str,
         top_k: int = DEFAULT_TOP_K,
         max_query_length: int | None = None,
+        nms_iou: float = 0.0,
     ) -> None:
         super().__init__(name="vlanet_serving")
         if top_k < 1:
@@ -137,6 +140,7 @@ class VLANetServing(tf.Module):
             )
         self.vocabulary_file = tf.saved_model.Asset(vocabulary_path)
         self.top_k = int(top_k)
+        self.nms_iou = float(nms_iou)
         self.max_query_length = max_query_length
         self.feature_dim = int(network.input["video_features"].shape[-1])
         self.vocab_size = int(vocab_size)
@@ -247,7 +251,9 @@ class VLANetServing(tf.Module):
         if check is not None:
             inputs = self._checked(inputs, check)
         out = self._forward(inputs)
-        ranked = top_moments(out["scores"], out["moments"], out["valid"], self.top_k)
+        ranked = top_moments(
+            out["scores"], out["moments"], out["valid"], self.top_k, self.nms_iou
+        )
         return {**ranked, "similarity": out["similarity"]}
 
     def _video_specs(self, batch: int | None) -> dict[str, tf.TensorSpec]:
@@ -499,6 +505,7 @@ def save(
     details = {
         "version": version,
         "top_k": module.top_k,
+        "nms_iou": module.nms_iou,
         "feature_dim": module.feature_dim,
         "max_query_length": module.max_query_length,
         "vocab_size": module.vocabulary.size,
@@ -547,17 +554,20 @@ def export_run(
     version: int | None = None,
     max_query_length: int | None = None,
     precision: str | None = None,
+    nms_iou: float | None = None,
 ) -> str:
     """Exports a training run's checkpoint; returns the version folder written.
 
     The run's options are reloaded from its directory; `data_dir`,
-    `max_query_length` and `precision` (the compute format, see `resolve_run`)
-    override them when given. Inputs and outputs are float32 in every precision.
+    `max_query_length`, `precision` (the compute format, see `resolve_run`) and
+    `nms_iou` (the ranking's NMS, `RunConfig.nms_iou`) override them when given. Inputs and outputs are float32 in every precision.
     """
     network, vocab_path, max_query_length, weights = resolve_run(
         model_dir, data_dir, max_query_length, checkpoint, precision
     )
-    module = VLANetServing(network, vocab_path, top_k, max_query_length)
+    if nms_iou is None:
+        nms_iou = RunDir(model_dir).load_options(data_dir=data_dir).run.nms_iou
+    module = VLANetServing(network, vocab_path, top_k, max_query_length, nms_iou)
     return save(
         module,
         export_base,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from vlanet_tf.run_dir import RunDir
@@ -34,6 +35,16 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
 
 class DistributedTest(tf.test.TestCase):
     def test_two_replicas_match_one_device(self):
+        self.check_two_replicas_match_one_device([])
+
+    @pytest.mark.slow
+    def test_every_negative_and_infonce_match_one_device(self):
+        # The global candidates and the loss normalised by the global count of terms.
+        self.check_two_replicas_match_one_device(
+            ["--num_negatives=0", "--loss=infonce", "--temperature=0.5"]
+        )
+
+    def check_two_replicas_match_one_device(self, options):
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = training_testing.make_data_dir(Path(tmp))
             results = {}
@@ -51,6 +62,7 @@ class DistributedTest(tf.test.TestCase):
                         "--gather_negatives",
                         *training_testing.TINY_FLAGS,
                         "--clipnorm=0.05",
+                        *options,
                         *extra,
                     ]
                 )

@@ -309,3 +309,39 @@ def test_tensorrt_exits_with_a_one_line_reason_without_tensorrt(run, tmp_path):
     lines = [l for l in result.stderr.splitlines() if l.startswith("export.tensorrt:")]
     assert lines == [f"export.tensorrt: cannot convert: {reason}"]
     assert not (tmp_path / "trt").exists()
+
+
+def test_the_runs_nms_is_exported_and_equals_the_numpy_ranking(run, tmp_path):
+    import shutil
+
+    from vlanet_tf import files
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(run.model_dir, model_dir)
+    config = files.read_json(str(model_dir / "config.json"))
+    config["run"]["nms_iou"] = 0.3
+    files.write_json(str(model_dir / "config.json"), config)
+    path = serving.export_run(str(model_dir), str(tmp_path / "serve"))
+    assert serving.read_export_info(path)["nms_iou"] == 0.3
+    module = tf.saved_model.load(path)
+    inputs = _inputs(["a person opens the door"], export_testing.random_video(40, F, 3)[None])
+    got = module.signatures["serving_default"](**inputs)
+    every = module.signatures["proposals"](**inputs)
+    want = rank(
+        every["scores"].numpy()[0], every["moments"].numpy()[0], every["valid"].numpy()[0],
+        top_k=5, nms_threshold=0.3,
+    )
+    count = int(got["num_moments"][0])
+    assert count == len(want) and count > 0
+    np.testing.assert_allclose(got["moments"].numpy()[0, :count], [w[:2] for w in want], atol=1e-5)
+    np.testing.assert_allclose(got["scores"].numpy()[0, :count], [w[2] for w in want], atol=1e-5)
+    # No two kept moments overlap by 0.3 or more; without NMS some do.
+    from vlanet_tf.spans import temporal_iou
+
+    kept = got["moments"].numpy()[0, :count]
+    iou = temporal_iou(kept[:, None], kept[None])
+    assert (iou[~np.eye(count, dtype=bool)] < 0.3).all()
+    plain = tf.saved_model.load(str(run.saved_model)).signatures["serving_default"](**inputs)
+    plain_moments = plain["moments"].numpy()[0]
+    plain_iou = temporal_iou(plain_moments[:, None], plain_moments[None])
+    assert (plain_iou[~np.eye(len(plain_moments), dtype=bool)] >= 0.3).any()

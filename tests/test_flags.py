@@ -63,7 +63,8 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                 elif field.name == "window_frames":
                     arg, expected = "--window_frames=96,128", (96, 128)
                 elif field.name in (
-                    "proposal_mode", "optimizer", "vla_reduction", "precision", "cascade_form"
+                    "proposal_mode", "optimizer", "vla_reduction", "precision", "cascade_form",
+                    "negative_direction", "loss", "lr_schedule",
                 ):
                     choice = {
                         "cascade_form": "paper",
@@ -71,6 +72,9 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                         "optimizer": "sgd",
                         "vla_reduction": "sum",
                         "precision": "mixed_bfloat16",
+                        "negative_direction": "both",
+                        "loss": "infonce",
+                        "lr_schedule": "cosine",
                     }
                     arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
                 elif isinstance(value, int):

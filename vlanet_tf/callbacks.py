@@ -83,9 +83,11 @@ class ValidationRanking(keras.callbacks.Callback):
         run_dir: RunDir,
         top_k: int | None = None,
         attention_example: int = 0,
+        nms_iou: float = 0.0,
     ) -> None:
         super().__init__()
         self.val_dataset = val_dataset
+        self.nms_iou = nms_iou
         self.dataset_name, self.queries = ground_truth.from_shards(data_dir, "val")
         self.run_dir = run_dir
         self.top_k = top_k or None
@@ -105,7 +107,7 @@ class ValidationRanking(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         result, rankings = score_model(
             self.model, self.val_dataset, self.dataset_name, self.queries, self.top_k,
-            source="val",
+            self.nms_iou, source="val",
         )
         predictions.write(self.run_dir.predictions_path("val", epoch + 1), self.queries, rankings)
         for key, value in result.items():
@@ -146,23 +148,80 @@ class ValidationRanking(keras.callbacks.Callback):
         self._writer.flush()
 
 
+class StopWithoutImprovement(keras.callbacks.Callback):
+    """Keras' EarlyStopping on the primary val metric that `ValidationRanking` logs
+    (`val_<metric>`; "improves" means strictly greater, as for best.json), counting the
+    epochs without improvement from the best epoch rather than in memory: it starts
+    from best.json, so a resumed run stops where the uninterrupted one would have, and
+    `stopped_early` tells a rerun of a stopped run not to train again."""
+
+    def __init__(self, run_dir: RunDir, metric: str, patience: int) -> None:
+        super().__init__()
+        if patience < 1:
+            raise ValueError(f"early stopping patience must be >= 1, got {patience}")
+        self.run_dir = run_dir
+        self.metric = metric
+        self.patience = patience
+        self.best: float | None = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        best = self.run_dir.read_best()
+        if best is not None and best.get("metric") == self.metric:
+            self.best, self.best_epoch = best["metrics"][self.metric], int(best["epoch"])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(f"val_{self.metric}")
+        if value is None:
+            return
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch = value, epoch + 1
+        elif epoch + 1 - self.best_epoch >= self.patience:
+            print(
+                f"early stopping after epoch {epoch + 1}: val {self.metric} has not "
+                f"improved on epoch {self.best_epoch}'s {self.best:.2f} for "
+                f"{self.patience} epochs",
+                flush=True,
+            )
+            self.model.stop_training = True
+
+
+def stopped_early(run_dir: RunDir, patience: int, epochs_done: int) -> bool:
+    """Whether a run that has done `epochs_done` epochs had stopped early (best.json
+    `patience` or more epochs back)."""
+    best = run_dir.read_best() if patience > 0 else None
+    return best is not None and best.get("metric") is not None and (
+        epochs_done - int(best["epoch"]) >= patience
+    )
+
+
 def epoch_callbacks(
     run_dir: RunDir,
     data_dir: str,
     val_dataset: tf.data.Dataset | None,
     top_k: int | None = None,
     attention_example: int = 0,
+    early_stopping_patience: int = 0,
+    nms_iou: float = 0.0,
 ) -> list[Any]:
     """What every epoch writes to the run directory: val ranking and the best weights,
-    history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars."""
+    history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars; with a
+    patience, the early stop on the val metric."""
     # First: a non-finite epoch must reach none of the writers below.
     callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
     if val_dataset is not None:
-        callbacks.append(
-            ValidationRanking(val_dataset, data_dir, run_dir, top_k, attention_example)
+        ranking = ValidationRanking(
+            val_dataset, data_dir, run_dir, top_k, attention_example, nms_iou
         )
+        callbacks.append(ranking)
+        if early_stopping_patience > 0:
+            callbacks.append(
+                StopWithoutImprovement(run_dir, ranking.metric, early_stopping_patience)
+            )
     else:
         print(f"warning: {data_dir} has no val split; best = last epoch")
+        if early_stopping_patience > 0:
+            print("warning: no val split to stop early on; training all epochs")
     return callbacks + [
         keras.callbacks.CSVLogger(run_dir.history_path, append=True),
         EpochCheckpoint(run_dir),

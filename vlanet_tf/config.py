@@ -130,6 +130,15 @@ class TrainConfig:
     batch_size: int = 64  # Global batch size.
     epochs: int = 20
     seed: int = 1234
+    # Beyond the paper; the defaults are eq. 14 as above (VLANet's docstring, README).
+    negative_direction: str = "sentence"  # "sentence" | "video" | "both".
+    loss: str = "hinge"  # "hinge" | "hinge_hardest" | "infonce" (losses.LOSSES).
+    temperature: float = 0.1  # τ of "infonce".
+    dropout: float = 0.0  # On query words and proposal features, training passes only.
+    # Learning rate after the warmup: "constant" or "cosine" (to 0 at the last step).
+    lr_schedule: str = "constant"
+    # Stop after this many epochs without a better validation metric; 0: never.
+    early_stopping_patience: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,6 +163,9 @@ class RunConfig:
     steps_per_epoch: int | None = None
     deterministic: bool = False
     eval_top_k: int = 0  # 0: rank every valid proposal (DiDeMo's protocol needs all).
+    # Temporal NMS IoU threshold on the ranked moments (val, evaluate, the exported
+    # graph); 0: off, as in the compared methods.
+    nms_iou: float = 0.0
     max_query_length: int | None = None
     attention_example: int = 0
     verbose: int | str = "auto"  # Keras fit verbosity; "auto": bar on a tty.

@@ -163,6 +163,12 @@ def train(
       `training.fit`'s result on the chief; on the other workers "history" is empty
       and "best" None (they do not write model_dir).
     """
+    if train_config.early_stopping_patience > 0:
+        # Only the chief ranks the val split; every worker would have to stop with it.
+        raise ValueError(
+            "--early_stopping_patience is not supported by the multi-worker loop "
+            "(--strategy=multi_worker); use mirrored or one_device"
+        )
     chief = is_chief(strategy)
     run = training.prepare_run(model_config, train_config, run_config, strategy)
     model = run.model

@@ -68,7 +68,10 @@ def define_flags() -> None:
         "top_k", None, "Keep at most this many moments per query (default: the run's, or all)."
     )
     flags.DEFINE_float(
-        "nms_threshold", None, "Temporal NMS IoU threshold for rankings (default: off)."
+        "nms_threshold",
+        None,
+        "Temporal NMS IoU threshold for rankings (default: --model_dir's --nms_iou, "
+        "else off).",
     )
 
 
@@ -138,7 +141,7 @@ def evaluate_model(model_dir: str) -> tuple[dict, Any, ground_truth.Queries, str
         run.data_dir,
         FLAGS.split,
         top_k=top_k,
-        nms_threshold=FLAGS.nms_threshold,
+        nms_threshold=FLAGS.nms_threshold if FLAGS.nms_threshold is not None else run.nms_iou,
         max_query_length=run.max_query_length,
         jit_compile=FLAGS.jit_compile if FLAGS["jit_compile"].present else run.jit_compile,
     )

@@ -73,6 +73,7 @@ def train_and_evaluate(
         run_config.data_dir,
         split,
         top_k=run_config.eval_top_k,
+        nms_threshold=run_config.nms_iou,
         max_query_length=run_config.max_query_length,
     )
     summary = {"best_epoch": result["best"]["epoch"], "metrics": metrics}

@@ -145,16 +145,53 @@ def define_train_flags() -> None:
         return
     d = TrainConfig()
     flags.DEFINE_float("margin", d.margin, "Δ of the margin loss (eq. 14).")
-    flags.DEFINE_integer("num_negatives", d.num_negatives, "Negative sentences per positive.")
+    flags.DEFINE_integer(
+        "num_negatives",
+        d.num_negatives,
+        "Negatives per positive and direction; 0: every valid in-batch negative "
+        "(B x (G-1) cascade passes per direction).",
+        lower_bound=0,
+    )
     flags.DEFINE_boolean(
         "gather_negatives",
         d.gather_negatives,
         "Draw negatives from the global batch across replicas.",
     )
+    flags.DEFINE_enum(
+        "negative_direction",
+        d.negative_direction,
+        ["sentence", "video", "both"],
+        "Negatives: other videos' sentences for each video (eq. 14), other videos for "
+        "each sentence (this replica's batch), or both.",
+    )
+    flags.DEFINE_enum(
+        "loss",
+        d.loss,
+        ["hinge", "hinge_hardest", "infonce"],
+        "Margin hinge per negative (eq. 14), hinge on the hardest negative (VSE++), or "
+        "InfoNCE over the positive and its negatives.",
+    )
+    flags.DEFINE_float("temperature", d.temperature, "τ of --loss=infonce.")
+    flags.DEFINE_float(
+        "dropout", d.dropout, "Dropout on query words and proposal features in training."
+    )
     flags.DEFINE_enum("optimizer", d.optimizer, ["adamw", "adam", "sgd"], "Optimizer.")
     flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate.")
     flags.DEFINE_float("weight_decay", d.weight_decay, "AdamW decoupled weight decay.")
     flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Linear warmup steps.")
+    flags.DEFINE_enum(
+        "lr_schedule",
+        d.lr_schedule,
+        ["constant", "cosine"],
+        "Learning rate after the warmup: held, or a half cosine to 0 at the last step.",
+    )
+    flags.DEFINE_integer(
+        "early_stopping_patience",
+        d.early_stopping_patience,
+        "Stop after this many epochs without a better validation metric (R1@0.5 on "
+        "Charades-STA); 0: never.",
+        lower_bound=0,
+    )
     flags.DEFINE_float(
         "clipnorm", d.clipnorm, "Clip the global norm of the all-replica gradient; <= 0: off."
     )
@@ -186,6 +223,13 @@ def define_train_flags() -> None:
         "eval_top_k",
         0,
         "Moments kept per query when ranking val/test; 0 keeps all (DiDeMo needs all).",
+    )
+    flags.DEFINE_float(
+        "nms_iou",
+        0.0,
+        "Temporal NMS on the ranked moments: drop a moment whose IoU with a better kept "
+        "one is >= this; 0: off. Saved with the run: val, evaluate and export use it.",
+        lower_bound=0.0,
     )
     flags.DEFINE_integer(
         "attention_example",
@@ -266,6 +310,7 @@ def run_config_from_flags(flag_values: flags.FlagValues) -> RunConfig:
         steps_per_epoch=flag_values.steps_per_epoch,
         deterministic=flag_values.deterministic,
         eval_top_k=flag_values.eval_top_k,
+        nms_iou=flag_values.nms_iou,
         max_query_length=flag_values.max_query_length,
         attention_example=flag_values.attention_example,
         jit_compile=flag_values.jit_compile,

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vlanet_tf.config import ModelConfig
+from vlanet_tf.config import ModelConfig, TrainConfig
 from vlanet_tf.layers import (
     CascadedCrossModalAttention,
     ProposalBuilder,
@@ -16,9 +16,12 @@ from vlanet_tf.layers import (
     SurrogateSelect,
     WindowRanking,
 )
-from vlanet_tf.losses import margin_hinge, select_negatives
+from vlanet_tf.losses import LOSSES, contrastive_terms, select_negatives
 
 INPUT_KEYS = ("query_tokens", "video_features", "video_length", "duration")
+# TrainConfig.negative_direction: "sentence" pairs each video with other videos'
+# sentences (eq. 14, SPEC §6), "video" each sentence with other videos, "both" does both.
+NEGATIVE_DIRECTIONS = ("sentence", "video", "both")
 
 
 def model_inputs(feature_dim: int) -> dict[str, keras.KerasTensor]:
@@ -189,8 +192,12 @@ def _all_gather(ctx: tf.distribute.ReplicaContext, value: tf.Tensor) -> tf.Tenso
     return ctx.all_gather(value, axis=0)
 
 
-def _repeat_rows(tree: dict[str, tf.Tensor], times: int) -> dict[str, tf.Tensor]:
+def _repeat_rows(tree: dict[str, tf.Tensor], times: int | tf.Tensor) -> dict[str, tf.Tensor]:
     return {k: tf.repeat(v, times, axis=0) for k, v in tree.items()}
+
+
+def _gather_rows(tree: dict[str, tf.Tensor], index: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {k: tf.gather(v, index, axis=0) for k, v in tree.items()}
 
 
 @keras.saving.register_keras_serializable(package="vlanet_tf")
@@ -207,7 +214,18 @@ class VLANet(keras.Model):
     token ids and video keys are gathered; each replica encodes its negatives itself,
     so gradients stay local). The loss on a replica is its hinge sum divided by the
     number of valid pairs in the global batch, so the gradients that the optimizer sums
-    over replicas are those of the global mean. `clipnorm` > 0 clips the global norm of
+    over replicas are those of the global mean.
+
+    Beyond the paper (defaults keep eq. 14): `negative_direction` "video" pairs each
+    sentence with the proposals of other videos (rows of the shared video encoding,
+    drawn from this replica's batch: the video side is not gathered), "both" adds those
+    pairs to the sentence ones; `num_negatives=0` takes every valid in-batch negative
+    (B × (G − 1) cascade passes per direction, G the candidates: the global batch with
+    `gather_negatives`, against B × n); `loss` turns a positive and its negatives into
+    terms (`losses.contrastive_terms`) and the loss is the mean term over every
+    direction and replica. `dropout` > 0 drops query word features (after the GRU)
+    and proposal features (after the projection) in training passes only; inference
+    (`call`, the exported graph) never sees it. `clipnorm` > 0 clips the global norm of
     that summed gradient; Keras' own `clipnorm` would clip each replica's partial
     gradient before the sum, which is a different (replica-count dependent) clip.
 
@@ -224,18 +242,37 @@ class VLANet(keras.Model):
         num_negatives: int = 1,
         gather_negatives: bool = False,
         clipnorm: float = 0.0,
+        negative_direction: str = "sentence",
+        loss: str = "hinge",
+        temperature: float = 0.1,
+        dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if isinstance(model_config, dict):
             model_config = ModelConfig.from_dict(model_config)
-        if num_negatives < 1:
-            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        if num_negatives < 0:
+            raise ValueError(f"num_negatives must be >= 0 (0: all), got {num_negatives}")
+        if negative_direction not in NEGATIVE_DIRECTIONS:
+            raise ValueError(
+                f"negative_direction must be one of {NEGATIVE_DIRECTIONS}, "
+                f"got {negative_direction!r}"
+            )
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.model_config = model_config
         self.margin = float(margin)
         self.num_negatives = int(num_negatives)
         self.gather_negatives = bool(gather_negatives)
         self.clipnorm = float(clipnorm)
+        self.negative_direction = negative_direction
+        self.loss_name = loss
+        self.temperature = float(temperature)
+        self.dropout = float(dropout)
         self.network = build_vlanet(model_config)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.positive_tracker = keras.metrics.Mean(name="pos_sim")
@@ -270,10 +307,13 @@ class VLANet(keras.Model):
     def encode_video(self, data: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         """The query-independent video work (eq. 2), done once per batch and shared by
         the positive and every negative pass."""
-        return self.proposal_builder(
+        video = self.proposal_builder(
             {k: data[k] for k in ("video_features", "video_length", "duration")},
             training=training,
         )
+        if training and self.dropout > 0:
+            video = dict(video, proposals=self._drop(video["proposals"]))
+        return video
 
     def match_queries(
         self, video: dict[str, tf.Tensor], tokens: tf.Tensor, training: bool
@@ -281,12 +321,25 @@ class VLANet(keras.Model):
         """The model's outputs for (video row i, sentence row i) pairs: `video` from
         `encode_video` (rows repeated with `_repeat_rows` to pair a video with several
         sentences), `tokens` int32 [B, T]."""
+        query = self.query_encoder(tokens, training=training)
+        if training and self.dropout > 0:
+            words = self._drop(query["words"])
+            # w_M of eq. 1 is the last real word: the same dropped vector.
+            length = tf.reduce_sum(tf.cast(query["mask"], tf.int32), axis=1)
+            last = tf.gather(words, tf.maximum(length - 1, 0), axis=1, batch_dims=1)
+            query = dict(query, words=words, last=last)
         return match(
             self.network.get_layer("surrogate_select"),
             self.network.get_layer("cascaded_cross_modal_attention"),
             video,
-            self.query_encoder(tokens, training=training),
+            query,
         )
+
+    def _drop(self, features: tf.Tensor) -> tf.Tensor:
+        """Dropout of `self.dropout` in a training pass. TF's stateful op, not a Keras
+        layer: a Keras Dropout's seed state would be a weight, and the run's weights
+        files would then differ with the rate."""
+        return tf.nn.dropout(features, rate=self.dropout)
 
     def _candidates(
         self, tokens: tf.Tensor, keys: tf.Tensor
@@ -303,35 +356,59 @@ class VLANet(keras.Model):
     def contrastive_step(
         self, data: dict[str, tf.Tensor], training: bool
     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """Loss of eq. 14 for one (replica's) batch, scaled for the global batch.
+        """Loss of eq. 14 (or its variants) for one (replica's) batch, scaled for the
+        global batch.
 
         This is the one training computation: `train_step` (Model.fit) and the custom
-        multi-worker loop both call it.
+        multi-worker loop both call it. Returns the loss and `positive` [B],
+        `negative` [B, n] and `valid` [B, n] of each direction of negatives in turn
+        (the sentence one first), concatenated along the n axis.
         """
         tokens = tf.cast(data["query_tokens"], tf.int32)
         keys = data["video_key"] if "video_key" in data else video_keys(data["video_id"])
         video = self.encode_video(data, training)
-        positive = self.match_queries(video, tokens, training)
-        candidate_tokens, candidate_keys, offset = self._candidates(tokens, keys)
-        index, valid = select_negatives(keys, candidate_keys, offset, self.num_negatives)
-        negative_tokens = tf.gather(candidate_tokens, tf.reshape(index, [-1]))
-        negative = self.match_queries(
-            _repeat_rows(video, self.num_negatives), negative_tokens, training
-        )
-        pos_sim = positive["similarity"]
-        neg_sim = tf.reshape(negative["similarity"], [-1, self.num_negatives])
-        hinge = margin_hinge(pos_sim, neg_sim, valid, self.margin)
-        valid_f = tf.cast(valid, hinge.dtype)
-        count = tf.reduce_sum(valid_f)
+        pos_sim = self.match_queries(video, tokens, training)["similarity"]
+        directions = []
+        if self.negative_direction in ("sentence", "both"):
+            candidate_tokens, candidate_keys, offset = self._candidates(tokens, keys)
+            index, valid = select_negatives(keys, candidate_keys, offset, self.num_negatives)
+            times = tf.shape(index)[1]
+            negative = self.match_queries(
+                _repeat_rows(video, times),
+                tf.gather(candidate_tokens, tf.reshape(index, [-1])),
+                training,
+            )
+            directions.append((tf.reshape(negative["similarity"], [-1, times]), valid))
+        if self.negative_direction in ("video", "both"):
+            index, valid = select_negatives(keys, keys, 0, self.num_negatives)
+            times = tf.shape(index)[1]
+            negative = self.match_queries(
+                _gather_rows(video, tf.reshape(index, [-1])),
+                tf.repeat(tokens, times, axis=0),
+                training,
+            )
+            directions.append((tf.reshape(negative["similarity"], [-1, times]), valid))
+        terms, counted = [], []
+        for neg_sim, valid in directions:
+            t, c = contrastive_terms(
+                pos_sim, neg_sim, valid, self.loss_name, self.margin, self.temperature
+            )
+            terms.append(tf.reshape(t, [-1]))
+            counted.append(tf.reshape(tf.cast(c, t.dtype), [-1]))
+        terms, counted = tf.concat(terms, 0), tf.concat(counted, 0)
+        neg_sim = tf.concat([n for n, _ in directions], axis=1)
+        valid = tf.concat([v for _, v in directions], axis=1)
+        valid_f = tf.cast(valid, pos_sim.dtype)
+        count = tf.reduce_sum(counted)
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
-        loss = tf.reduce_sum(hinge) / tf.maximum(count, 1.0)
-        self.loss_tracker.update_state(hinge, sample_weight=valid_f)
+        loss = tf.reduce_sum(terms) / tf.maximum(count, 1.0)
+        self.loss_tracker.update_state(terms, sample_weight=counted)
         self.positive_tracker.update_state(pos_sim)
         self.negative_tracker.update_state(neg_sim, sample_weight=valid_f)
         self.accuracy_tracker.update_state(
-            tf.cast(pos_sim[:, None] > neg_sim, hinge.dtype), sample_weight=valid_f
+            tf.cast(pos_sim[:, None] > neg_sim, valid_f.dtype), sample_weight=valid_f
         )
         return loss, {"positive": pos_sim, "negative": neg_sim, "valid": valid}
 
@@ -406,8 +483,27 @@ class VLANet(keras.Model):
             "num_negatives": self.num_negatives,
             "gather_negatives": self.gather_negatives,
             "clipnorm": self.clipnorm,
+            "negative_direction": self.negative_direction,
+            "loss": self.loss_name,
+            "temperature": self.temperature,
+            "dropout": self.dropout,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "VLANet":
         return cls(**config)
+
+    @classmethod
+    def from_configs(cls, model_config: ModelConfig, train_config: TrainConfig) -> "VLANet":
+        """The VLANet that `train_config` trains (uncompiled, fresh weights)."""
+        return cls(
+            model_config,
+            margin=train_config.margin,
+            num_negatives=train_config.num_negatives,
+            gather_negatives=train_config.gather_negatives,
+            clipnorm=train_config.clipnorm,
+            negative_direction=train_config.negative_direction,
+            loss=train_config.loss,
+            temperature=train_config.temperature,
+            dropout=train_config.dropout,
+        )

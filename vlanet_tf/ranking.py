@@ -9,6 +9,11 @@ inference, the CLIs and the predictions files) and `top_moments` (the graph vers
 the exported SavedModel) both follow this rule — `np.argsort(kind="stable")` and
 `tf.math.top_k` both guarantee it — and a test checks that they give identical
 rankings, ties included. Scores must be finite: `rank` refuses NaN and infinities.
+
+Temporal NMS (`RunConfig.nms_iou`, off by default as in the compared methods) is one
+more step on the ranked list, the same in both: walking the ranking best first, a
+moment is dropped when its IoU with a moment kept before it is >= the threshold
+(`spans.temporal_nms`; `suppress_overlaps` in the graph).
 """
 
 from __future__ import annotations
@@ -56,19 +61,64 @@ def rank(
     return [[float(m[i, 0]), float(m[i, 1]), float(s[i])] for i in keep]
 
 
+def suppress_overlaps(
+    scores: tf.Tensor, moments: tf.Tensor, valid: tf.Tensor, threshold: float
+) -> tf.Tensor:
+    """Greedy temporal NMS in the graph: `valid` less the rows it suppresses.
+
+    The valid rows are walked in ranking order (descending score, ties by index, as
+    `rank`); a row is suppressed when its IoU with an earlier row that was kept is >=
+    `threshold`. N steps of a [B, N] update, after one [B, N, N] IoU.
+
+    Args:
+      scores: float [B, N]; moments: float [B, N, 2] seconds; valid: bool [B, N].
+    Returns:
+      bool [B, N], in the rows' own order.
+    """
+    n = tf.shape(scores)[1]
+    lowest = tf.constant(scores.dtype.min, scores.dtype)
+    _, order = tf.math.top_k(tf.where(valid, scores, lowest), k=n, sorted=True)
+    ranked = tf.cast(tf.gather(moments, order, batch_dims=1), tf.float32)
+    start, end = ranked[..., 0], ranked[..., 1]
+    inter = tf.nn.relu(
+        tf.minimum(end[:, :, None], end[:, None, :])
+        - tf.maximum(start[:, :, None], start[:, None, :])
+    )
+    length = end - start
+    union = length[:, :, None] + length[:, None, :] - inter
+    overlaps = tf.math.divide_no_nan(inter, union) >= threshold  # [B, N, N]
+    later = tf.range(n)[None, :]
+
+    def step(p: tf.Tensor, keep: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        drop = keep[:, p : p + 1] & overlaps[:, p, :] & (later > p)
+        return p + 1, keep & ~drop
+
+    _, keep = tf.while_loop(
+        lambda p, _: p < n, step, [tf.constant(0), tf.gather(valid, order, batch_dims=1)]
+    )
+    return tf.gather(keep, tf.argsort(order, axis=1), batch_dims=1)
+
+
 def top_moments(
-    scores: tf.Tensor, moments: tf.Tensor, valid: tf.Tensor, k: int
+    scores: tf.Tensor,
+    moments: tf.Tensor,
+    valid: tf.Tensor,
+    k: int,
+    nms_iou: float = 0.0,
 ) -> dict[str, tf.Tensor]:
     """The k best valid surrogates of each example, best first: `rank` in the graph.
 
     Args:
       scores: float [B, N]; moments: float [B, N, 2]; valid: bool [B, N].
       k: how many to return; N may be smaller (rows are padded).
+      nms_iou: temporal NMS threshold (`suppress_overlaps`); <= 0: off.
 
     Returns:
       `moments` [B, k, 2], `scores` [B, k], `num_moments` int32 [B] = min(k, valid
-      count). Rows from `num_moments` on hold moment [0, 0] and score PADDED_SCORE.
+      count, after NMS). Rows from `num_moments` on hold moment [0, 0] and score PADDED_SCORE.
     """
+    if nms_iou > 0:
+        valid = suppress_overlaps(scores, moments, valid, nms_iou)
     batch = tf.shape(scores)[0]
     # Invalid rows and k padding columns rank below every valid row (the lowest finite
     # value: converters lower tf.where to arithmetic, where -inf would make NaN); the

@@ -299,13 +299,7 @@ class RunDir:
         from vlanet_tf.model import VLANet
 
         options = options or self.load_options()
-        model = VLANet(
-            options.model,
-            margin=options.train.margin,
-            num_negatives=options.train.num_negatives,
-            gather_negatives=options.train.gather_negatives,
-            clipnorm=options.train.clipnorm,
-        )
+        model = VLANet.from_configs(options.model, options.train)
         self.load_weights(model, self.weights_path(which))
         return model
 

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlanet_tf import plots
-from vlanet_tf.callbacks import ResumableBackup, epoch_callbacks
+from vlanet_tf.callbacks import ResumableBackup, epoch_callbacks, stopped_early
 from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
 from vlanet_tf.data import pipeline, prepared
 from vlanet_tf.model import INPUT_KEYS, VLANet, video_keys
@@ -32,12 +32,34 @@ from vlanet_tf.run_dir import RunDir
 from vlanet_tf.validation import split_dataset
 
 
-def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """The optimizer of TrainConfig with a linear warmup to `learning_rate`."""
-    if config.warmup_steps > 0:
+def build_optimizer(
+    config: TrainConfig, total_steps: int | None = None
+) -> keras.optimizers.Optimizer:
+    """The optimizer of TrainConfig: a linear warmup to `learning_rate`, then the rate
+    held (`lr_schedule="constant"`) or decayed to 0 along a half cosine that ends at
+    `total_steps` (`"cosine"`, which needs them: epochs × steps per epoch)."""
+    if config.lr_schedule == "cosine":
+        if not total_steps or total_steps <= config.warmup_steps:
+            raise ValueError(
+                f"--lr_schedule=cosine decays over the steps after the warmup: needs "
+                f"more than --warmup_steps={config.warmup_steps} steps in all, got "
+                f"{total_steps}"
+            )
+        learning_rate: Any = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if config.warmup_steps else config.learning_rate,
+            decay_steps=total_steps - config.warmup_steps,
+            alpha=0.0,
+            warmup_target=config.learning_rate if config.warmup_steps else None,
+            warmup_steps=config.warmup_steps,
+        )
+    elif config.lr_schedule != "constant":
+        raise ValueError(
+            f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}"
+        )
+    elif config.warmup_steps > 0:
         # alpha=1 keeps the rate constant after the warmup: CosineDecay is only used
         # for its warmup, which core Keras offers nowhere else.
-        learning_rate: Any = keras.optimizers.schedules.CosineDecay(
+        learning_rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0,
             decay_steps=1,
             alpha=1.0,
@@ -62,23 +84,20 @@ def build_model(
     word_vectors: np.ndarray | None = None,
     compile_model: bool = True,
     jit_compile: bool = False,
+    total_steps: int | None = None,
 ) -> VLANet:
     """A VLANet with the data's word vectors, compiled when `compile_model` (its
-    train step XLA-compiled when `jit_compile`).
+    train step XLA-compiled when `jit_compile`; `total_steps` for `build_optimizer`).
 
     Call under the strategy's scope so that variables are mirrored.
     """
-    model = VLANet(
-        model_config,
-        margin=train_config.margin,
-        num_negatives=train_config.num_negatives,
-        gather_negatives=train_config.gather_negatives,
-        clipnorm=train_config.clipnorm,
-    )
+    model = VLANet.from_configs(model_config, train_config)
     if word_vectors is not None:
         model.set_word_vectors(word_vectors)
     if compile_model:
-        model.compile(optimizer=build_optimizer(train_config), jit_compile=jit_compile)
+        model.compile(
+            optimizer=build_optimizer(train_config, total_steps), jit_compile=jit_compile
+        )
     return model
 
 
@@ -157,9 +176,14 @@ def prepare_run(
             f"the model expects word vectors {(model_config.vocab_size, model_config.word_dim)}, "
             f"{run_config.data_dir!r} holds {word_vectors.shape}"
         )
+    total_steps = train_config.epochs * steps_per_epoch(manifest, train_config, run_config)
     with strategy.scope():
         model = build_model(
-            model_config, train_config, word_vectors, jit_compile=run_config.jit_compile
+            model_config,
+            train_config,
+            word_vectors,
+            jit_compile=run_config.jit_compile,
+            total_steps=total_steps,
         )
     return PreparedRun(manifest, vocabulary, model, run_dir)
 
@@ -197,6 +221,8 @@ def run_callbacks(
         val_dataset,
         top_k=run_config.eval_top_k,
         attention_example=run_config.attention_example,
+        early_stopping_patience=train_config.early_stopping_patience,
+        nms_iou=run_config.nms_iou,
     )
 
 
@@ -236,6 +262,10 @@ def fit(
         # done; without --deterministic the stream simply starts afresh.
         train_dataset = train_dataset.skip(initial_epoch * steps)
     own = run_callbacks(run, train_config, run_config) + [backup]
+    if stopped_early(run.run_dir, train_config.early_stopping_patience, initial_epoch):
+        print(f"{run_config.model_dir} stopped early after epoch {initial_epoch}; "
+              "not training again", flush=True)
+        return finish_run(run.model, run.run_dir, initial_epoch)
     try:
         run.model.fit(
             train_dataset,
