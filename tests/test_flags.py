@@ -62,12 +62,15 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = f"--{'no' if value else ''}{field.name}", not value
                 elif field.name == "window_frames":
                     arg, expected = "--window_frames=96,128", (96, 128)
-                elif field.name in ("proposal_mode", "optimizer", "vla_reduction", "precision"):
+                elif field.name in (
+                    "proposal_mode", "optimizer", "vla_reduction", "precision", "architecture"
+                ):
                     choice = {
                         "proposal_mode": "didemo",
                         "optimizer": "sgd",
                         "vla_reduction": "sum",
                         "precision": "mixed_bfloat16",
+                        "architecture": "tga",
                     }
                     arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
                 elif isinstance(value, int):

@@ -1,4 +1,5 @@
-"""The margin contrastive loss of eq. 14 and the choice of in-batch negatives."""
+"""The margin contrastive loss of eq. 14, the choice of in-batch negatives, and the
+bidirectional ranking loss of the TGA baseline."""
 
 from __future__ import annotations
 
@@ -56,3 +57,29 @@ def margin_hinge(
     """
     hinge = tf.nn.relu(margin - positive[:, None] + negative)
     return tf.where(valid, hinge, tf.zeros_like(hinge))
+
+
+def bidirectional_hinge(
+    similarity: tf.Tensor, video_keys: tf.Tensor, margin: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The bidirectional ranking loss of TGA (Mithun et al., CVPR 2019) on a batch.
+
+    Every in-batch pairing is scored: `similarity[i, j]` is c(V_i, Q_j), and the
+    diagonal holds the positives. Row i's sentence negatives are the sentences of
+    other videos (max(0, Δ − c(V_i, Q_i) + c(V_i, Q_j))), and sentence i's video
+    negatives the other videos (max(0, Δ − c(V_i, Q_i) + c(V_j, Q_i))); a sentence of
+    the same video is never a negative (SPEC §6).
+
+    Args:
+        similarity: [B, B], videos by sentences.
+        video_keys: int64 [B], the video of each row.
+    Returns:
+        (hinge [2, B, B]: sentence negatives then video negatives, zero where not
+        valid; valid bool [B, B], the same for both directions).
+    """
+    positive = tf.linalg.diag_part(similarity)
+    valid = tf.not_equal(video_keys[:, None], video_keys[None, :])
+    to_sentences = tf.nn.relu(margin - positive[:, None] + similarity)
+    to_videos = tf.nn.relu(margin - positive[:, None] + tf.transpose(similarity))
+    hinge = tf.stack([to_sentences, to_videos])
+    return tf.where(valid[None], hinge, tf.zeros_like(hinge)), valid

@@ -15,7 +15,8 @@ from vlanet_tf.layers import (
     QueryEncoder,
     SurrogateSelect,
 )
-from vlanet_tf.losses import margin_hinge, select_negatives
+from vlanet_tf import tga
+from vlanet_tf.losses import bidirectional_hinge, margin_hinge, select_negatives
 
 INPUT_KEYS = ("query_tokens", "video_features", "video_length", "duration")
 
@@ -40,8 +41,13 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
 
     Every layer is built under the dtype policy `config.precision`; inputs and
     outputs are float32 (and int32, bool) whatever it is.
+
+    `config.architecture == "tga"` builds the TGA baseline instead (`vlanet_tf.tga`),
+    with the same inputs and outputs.
     """
     inputs = model_inputs(config.feature_dim)
+    if config.architecture == "tga":
+        return tga.build_tga(config, inputs)
     policy = keras.DTypePolicy(config.precision)
     query_encoder = QueryEncoder(
         config.vocab_size,
@@ -231,6 +237,8 @@ class VLANet(keras.Model):
     def encode_video(self, data: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         """The query-independent video work (eq. 2), done once per batch and shared by
         the positive and every negative pass."""
+        if self.model_config.architecture == "tga":
+            return tga.encode_video(self.network, data, training)
         return self.proposal_builder(
             {k: data[k] for k in ("video_features", "video_length", "duration")},
             training=training,
@@ -242,6 +250,8 @@ class VLANet(keras.Model):
         """The model's outputs for (video row i, sentence row i) pairs: `video` from
         `encode_video` (rows repeated with `_repeat_rows` to pair a video with several
         sentences), `tokens` int32 [B, T]."""
+        if self.model_config.architecture == "tga":
+            return tga.match_queries(self.network, video, tokens, training)
         return match(
             self.network.get_layer("surrogate_select"),
             self.network.get_layer("cascaded_cross_modal_attention"),
@@ -267,10 +277,13 @@ class VLANet(keras.Model):
         """Loss of eq. 14 for one (replica's) batch, scaled for the global batch.
 
         This is the one training computation: `train_step` (Model.fit) and the custom
-        multi-worker loop both call it.
+        multi-worker loop both call it. The TGA architecture trains with its own
+        bidirectional loss (`_bidirectional_step`).
         """
         tokens = tf.cast(data["query_tokens"], tf.int32)
         keys = data["video_key"] if "video_key" in data else video_keys(data["video_id"])
+        if self.model_config.architecture == "tga":
+            return self._bidirectional_step(tokens, keys, data, training)
         video = self.encode_video(data, training)
         positive = self.match_queries(video, tokens, training)
         candidate_tokens, candidate_keys, offset = self._candidates(tokens, keys)
@@ -295,6 +308,29 @@ class VLANet(keras.Model):
             tf.cast(pos_sim[:, None] > neg_sim, hinge.dtype), sample_weight=valid_f
         )
         return loss, {"positive": pos_sim, "negative": neg_sim, "valid": valid}
+
+    def _bidirectional_step(
+        self, tokens: tf.Tensor, keys: tf.Tensor, data: dict[str, tf.Tensor], training: bool
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """TGA's loss: `losses.bidirectional_hinge` over every pairing of the (local)
+        batch, the mean over its valid (pair, direction) terms of the global batch."""
+        video = self.encode_video(data, training)
+        similarity = tga.similarity_matrix(self.network, video, tokens, training)
+        hinge, valid = bidirectional_hinge(similarity, keys, self.margin)
+        valid_f = tf.cast(valid, hinge.dtype)
+        count = 2.0 * tf.reduce_sum(valid_f)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        loss = tf.reduce_sum(hinge) / tf.maximum(count, 1.0)
+        pos_sim = tf.linalg.diag_part(similarity)
+        self.loss_tracker.update_state(hinge, sample_weight=tf.stack([valid_f, valid_f]))
+        self.positive_tracker.update_state(pos_sim)
+        self.negative_tracker.update_state(similarity, sample_weight=valid_f)
+        self.accuracy_tracker.update_state(
+            tf.cast(pos_sim[:, None] > similarity, hinge.dtype), sample_weight=valid_f
+        )
+        return loss, {"positive": pos_sim, "negative": similarity, "valid": valid}
 
     def compile(self, optimizer: Any = "rmsprop", **kwargs: Any) -> None:
         """Keras `compile`; under mixed_float16 the optimizer is wrapped in a
