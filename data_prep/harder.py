@@ -35,6 +35,7 @@ are a function of `--seed` and `--feature_dim` only): the upper reference row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -189,8 +190,10 @@ class RealVideo:
     sentence_lengths: list[int]
 
 
-def real_videos(stats_dir: str, split: str) -> list[RealVideo]:
-    """The real split's videos (readers' rules: reversed lines dropped, ends clipped)."""
+@functools.lru_cache(maxsize=4)
+def real_videos(stats_dir: str, split: str) -> tuple[RealVideo, ...]:
+    """The real split's videos (readers' rules: reversed lines dropped, ends clipped);
+    read once per process."""
     txt = os.path.join(stats_dir, f"charades_sta_{split}.txt")
     csv_path = os.path.join(stats_dir, f"Charades_v1_{split}.csv")
     for path in (txt, csv_path):
@@ -208,7 +211,7 @@ def real_videos(stats_dir: str, split: str) -> list[RealVideo]:
         )
     if not videos:
         raise ValueError(f"--stats_dir: {txt} holds no usable sentence")
-    return videos
+    return tuple(videos)
 
 
 def _sentence(

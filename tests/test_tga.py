@@ -134,14 +134,14 @@ def _main(module, *args):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tga")
-    data_dir = training_testing.make_data_dir(root, num_videos=32)
+    data_dir = training_testing.make_data_dir(root)
     model_dir = root / "model"
     result = training_testing.run_train(
         [
             f"--data_dir={data_dir}",
             f"--model_dir={model_dir}",
             "--architecture=tga",
-            "--epochs=5",
+            "--epochs=4",
             "--stride_frames=16",
             *training_testing.TINY_FLAGS,
         ]
