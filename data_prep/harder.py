@@ -288,10 +288,8 @@ def synthesize_harder(options: HarderOptions) -> dict[str, str]:
                 v, o = int(rng.integers(len(VERBS))), int(rng.integers(len(OBJECTS)))
                 if (v, o) in named:
                     continue
-                length = annotated[int(rng.integers(len(annotated)))][0]
-                events.append(
-                    _moved(rng, [_verb(v), _object(o)], length[1] - length[0], duration)
-                )
+                start, end = annotated[int(rng.integers(len(annotated)))][0]
+                events.append(_moved(rng, [_verb(v), _object(o)], end - start, duration))
             for (start, end), concepts in events:
                 _plant(rng, x, clip_times, start, end, directions[concepts].sum(0), level)
             features[vid] = x.astype(np.float32)
