@@ -72,6 +72,7 @@ def _text_guided():
         "query": rng.normal(size=(2, D)).astype("float32"),
         "clip_start": start,
         "clip_end": end,
+        "window_clips": np.full((2, 5), 2.0, "float32"),
         "window_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], bool),
     }
 

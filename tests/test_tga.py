@@ -65,13 +65,17 @@ def _reference(model, data, i, j):
     attention = np.exp(logits - logits.max())
     attention /= attention.sum()
     video = _unit(_dense(attention_layer.video_projection, attention @ clips))
-    windows = ProposalGeometry(stride_frames=24, window_frames=(48, 96)).candidates(duration)
-    log_attention = np.log(attention)
+    geometry = ProposalGeometry(stride_frames=24, window_frames=(48, 96))
+    windows = geometry.candidates(duration)
+    # A window's mean attention over its nominal length (2 s or 4 s of clips, at least
+    # the clips it covers), also where the video's end cuts it short.
+    widths = np.tile(geometry.window_seconds, len(windows) // 2)
     scores = []
-    for start, end in windows:
+    for (start, end), width in zip(windows, widths):
         first = int(np.floor(start / duration * length + 1e-4))
         last = max(int(np.ceil(end / duration * length - 1e-4)), first + 1)
-        scores.append(log_attention[first:last].mean())
+        nominal = max(last - first, width * length / duration)
+        scores.append(np.log(attention[first:last].sum() / nominal))
     return float(video @ sentence), np.array(scores), windows
 
 

@@ -4,8 +4,8 @@ VLANet's Table 1 row: clip features and the sentence embedding projected to a jo
 space, a softmax attention over clips from their cosine to the sentence, the
 attention-weighted clip feature as the text-guided video feature, and their cosine as
 the pair's similarity (`layers.TextGuidedAttention`). It localises by ranking the same
-candidate windows as VLANet (`ProposalGeometry`) by the mean log attention of their
-clips.
+candidate windows as VLANet (`ProposalGeometry`) by their mean attention (the
+attention of their clips over their nominal length).
 
 `build_tga` returns the same inputs and outputs as `model.build_vlanet` (selected by
 `ModelConfig.architecture`), so the trainer (`model.VLANet`), inference, evaluation and
@@ -73,6 +73,7 @@ def match(
             "query": query["last"],
             "clip_start": video["clip_start"],
             "clip_end": video["clip_end"],
+            "window_clips": video["window_clips"],
             "window_mask": video["window_mask"],
         }
     )
@@ -120,6 +121,7 @@ def similarity_matrix(
             "query": sentences,
             "clip_start": pairs["clip_start"],
             "clip_end": pairs["clip_end"],
+            "window_clips": pairs["window_clips"],
             "window_mask": pairs["window_mask"],
         },
         training=training,

@@ -29,7 +29,9 @@ class ClipEncoder(keras.layers.Layer):
     Returns:
         dict with `clips` [B, T, D] (unit rows, zero past the video's length; the
         compute dtype), `clip_mask` bool [B, T], `windows` float32 [B, N, 2] seconds,
-        `window_mask` bool [B, N], `clip_start`, `clip_end` int32 [B, N].
+        `window_mask` bool [B, N], `clip_start`, `clip_end` int32 [B, N], and
+        `window_clips` float32 [B, N]: the window's nominal length in clips, before
+        it is clipped at the video's end (at least the clips it covers).
     """
 
     def __init__(
@@ -78,6 +80,13 @@ class ClipEncoder(keras.layers.Layer):
         clips = clips * tf.cast(clip_mask, clips.dtype)[..., None]
         geometry = proposal_windows(inputs["duration"], length, self.geometry)
         batch = tf.shape(features)[0]
+        covered = tf.cast(geometry["clip_end"] - geometry["clip_start"], tf.float32)
+        if self.geometry.mode == "sliding":
+            clips_per_second = tf.math.divide_no_nan(
+                tf.cast(length, tf.float32), tf.cast(inputs["duration"], tf.float32)
+            )
+            widths = tf.constant(self.geometry.window_seconds, tf.float32)
+            covered = tf.maximum(covered, widths[None, None, :] * clips_per_second[:, None, None])
         return {
             "clips": clips,
             "clip_mask": clip_mask,
@@ -85,6 +94,7 @@ class ClipEncoder(keras.layers.Layer):
             "window_mask": tf.reshape(geometry["mask"], [batch, -1]),
             "clip_start": tf.reshape(geometry["clip_start"], [batch, -1]),
             "clip_end": tf.reshape(geometry["clip_end"], [batch, -1]),
+            "window_clips": tf.reshape(covered, [batch, -1]),
         }
 
     def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
@@ -99,6 +109,7 @@ class ClipEncoder(keras.layers.Layer):
             "window_mask": (b, n),
             "clip_start": (b, n),
             "clip_end": (b, n),
+            "window_clips": (b, n),
         }
         dtypes = {
             "clips": self.compute_dtype,
@@ -107,6 +118,7 @@ class ClipEncoder(keras.layers.Layer):
             "window_mask": "bool",
             "clip_start": "int32",
             "clip_end": "int32",
+            "window_clips": "float32",
         }
         return output_spec(shapes, dtypes)
 
