@@ -463,5 +463,7 @@ def _define_flags() -> None:
 if __name__ == "__main__":
     from absl import app
 
+    from vlanet_tf.flags import one_line_errors
+
     _define_flags()
-    app.run(main)
+    app.run(one_line_errors(main))

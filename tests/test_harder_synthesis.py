@@ -1,5 +1,8 @@
 """data_prep.harder: builds unchanged, follows the real statistics, difficulty bites."""
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -9,7 +12,9 @@ from data_prep import harder, synthesize
 from vlanet_tf.data import prepared, readers
 from vlanet_tf.evaluation import scoring
 from vlanet_tf.geometry import ProposalGeometry
+from tests import data_testing
 from tests.data_testing import SHARED_DATA
+from tests.training_testing import REPO
 
 STATS = SHARED_DATA / "charades_sta"
 pytestmark = pytest.mark.skipif(
@@ -132,3 +137,22 @@ def test_bad_difficulty_is_one_clear_error():
     with pytest.raises(ValueError, match="--difficulty"):
         harder.parse_difficulty("extreme")
     assert harder.parse_difficulty("0.25") == 0.25
+
+
+@pytest.mark.slow
+def test_cli_reports_a_bad_difficulty_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_prep.harder", f"--output_dir={tmp_path}",
+         "--difficulty=extreme", f"--stats_dir={STATS}"],
+        cwd=REPO, env=data_testing.env_with_repo_on_path(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--difficulty" in lines[0]
+
+
+def test_missing_stats_dir_names_the_flag(tmp_path):
+    with pytest.raises(ValueError, match="--stats_dir"):
+        harder.synthesize_harder(
+            harder.HarderOptions(output_dir=str(tmp_path), stats_dir=str(tmp_path / "none"))
+        )
