@@ -137,9 +137,13 @@ def _place_moments(
     return moments
 
 
-def _write_word_vectors(path: str, word_dim: int, rng: np.random.Generator) -> None:
+def _random_word_vectors(word_dim: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
     words = vocabulary_words()
-    vectors = rng.normal(scale=0.5, size=(len(words), word_dim)).astype(np.float32)
+    return words, rng.normal(scale=0.5, size=(len(words), word_dim)).astype(np.float32)
+
+
+def _write_word_vectors(path: str, words: Sequence[str], vectors: np.ndarray) -> None:
+    """GloVe's text format: a word and its values per line."""
     with open(path, "w", encoding="utf-8") as f:
         for word, vector in zip(words, vectors):
             f.write(word + " " + " ".join(f"{v:.5f}" for v in vector) + "\n")
@@ -239,7 +243,7 @@ def synthesize_didemo(options: SynthesisOptions) -> dict[str, str]:
     with h5py.File(paths["features"], "w") as h5:
         for key in sorted(features):
             h5.create_dataset(key, data=features[key], track_times=False)
-    _write_word_vectors(paths["word_vectors"], options.word_dim, rng)
+    _write_word_vectors(paths["word_vectors"], *_random_word_vectors(options.word_dim, rng))
     return paths
 
 
@@ -258,16 +262,10 @@ def synthesize(options: SynthesisOptions) -> dict[str, str]:
     object_dirs = rng.normal(size=(len(OBJECTS), f_dim))
     object_dirs /= np.linalg.norm(object_dirs, axis=1, keepdims=True)
 
-    os.makedirs(options.output_dir, exist_ok=True)
-    paths = {
-        "features": os.path.join(options.output_dir, "features.h5"),
-        "word_vectors": os.path.join(
-            options.output_dir, f"glove.synthetic.{options.word_dim}d.txt"
-        ),
-    }
     taken: set[str] = set()
     features: dict[str, np.ndarray] = {}
     seconds_per_clip = options.clip_frames / options.fps
+    splits = {}
     for split, n in (("train", options.num_videos), ("test", options.num_test_videos)):
         lines, rows = [], []
         for vid in _video_ids(rng, n, taken):
@@ -301,21 +299,43 @@ def synthesize(options: SynthesisOptions) -> dict[str, str]:
             rows.append((vid, f"{duration:.2f}"))
         if options.inject_defects and split == "train":
             lines, rows = _inject_defects(lines, rows, features, rng)
-        txt = os.path.join(options.output_dir, f"charades_sta_{split}.txt")
+        splits[split] = (lines, rows)
+    words, vectors = _random_word_vectors(options.word_dim, rng)
+    return write_release(options.output_dir, splits, features, words, vectors)
+
+
+def write_release(
+    output_dir: str,
+    splits: dict[str, tuple[list[str], list[tuple[str, str]]]],
+    features: dict[str, np.ndarray],
+    words: Sequence[str],
+    vectors: np.ndarray,
+) -> dict[str, str]:
+    """Writes a release in the public formats; returns {role: path} of its files.
+
+    `splits`: {split: (annotation lines, (video id, duration text) rows)}; `vectors`
+    [len(words), word_dim].
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {
+        "features": os.path.join(output_dir, "features.h5"),
+        "word_vectors": os.path.join(output_dir, f"glove.synthetic.{vectors.shape[1]}d.txt"),
+    }
+    for split, (lines, rows) in splits.items():
+        txt = os.path.join(output_dir, f"charades_sta_{split}.txt")
         with open(txt, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-        csv_path = os.path.join(options.output_dir, f"Charades_v1_{split}.csv")
+        csv_path = os.path.join(output_dir, f"Charades_v1_{split}.csv")
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["id", "scene", "length"])
             for vid, length in rows:
                 writer.writerow([vid, "synthetic", length])
         paths[f"{split}_annotations"], paths[f"{split}_durations"] = txt, csv_path
-
     with h5py.File(paths["features"], "w") as h5:
         for vid in sorted(features):
             h5.create_dataset(vid, data=features[vid], track_times=False)
-    _write_word_vectors(paths["word_vectors"], options.word_dim, rng)
+    _write_word_vectors(paths["word_vectors"], words, vectors)
     return paths
 
 

@@ -144,7 +144,11 @@ class VLANetServing(tf.Module):
         self.max_query_length = max_query_length
         self.feature_dim = int(network.input["video_features"].shape[-1])
         self.vocab_size = int(vocab_size)
-        geometry = network.get_layer("proposal_builder").geometry
+        # VLANet's proposal layer, or the clip encoder of the TGA baseline (same geometry).
+        self.search = any(layer.name == "proposal_builder" for layer in network.layers)
+        geometry = network.get_layer(
+            "proposal_builder" if self.search else "clip_encoder"
+        ).geometry
         # The longest video whose K stays within MAX_SEGMENT_GROUPS (DiDeMo's K is fixed).
         self.max_duration = (
             float("inf") if geometry.mode == "didemo"
@@ -321,8 +325,9 @@ class VLANetServing(tf.Module):
                 "mask": out["mask"],
             }
 
-        builder = self.network.get_layer("proposal_builder")
-        d, scales = int(builder.hidden_dim), int(builder.num_scales)
+        # The search signatures cache VLANet's proposals; the TGA baseline has none.
+        builder = self.network.get_layer("proposal_builder" if self.search else "clip_encoder")
+        d, scales = int(builder.hidden_dim), int(builder.geometry.num_scales)
 
         @tf.function(input_signature=[*video.values()])
         def encode_video(video_features, video_length, duration):
@@ -397,16 +402,18 @@ class VLANetServing(tf.Module):
             }
             return self._ranked(inputs, check=None)
 
-        return {
+        signatures = {
             SERVING_SIGNATURE: serve.get_concrete_function(),
             EXAMPLE_SIGNATURE: serve_examples.get_concrete_function(),
             TOKENS_SIGNATURE: serve_tokens.get_concrete_function(),
             SINGLE_SIGNATURE: serve_tokens_single.get_concrete_function(),
             PROPOSALS_SIGNATURE: proposals.get_concrete_function(),
             ENCODE_QUERY_SIGNATURE: encode_query.get_concrete_function(),
-            ENCODE_VIDEO_SIGNATURE: encode_video.get_concrete_function(),
-            MATCH_SIGNATURE: match_proposals.get_concrete_function(),
         }
+        if self.search:
+            signatures[ENCODE_VIDEO_SIGNATURE] = encode_video.get_concrete_function()
+            signatures[MATCH_SIGNATURE] = match_proposals.get_concrete_function()
+        return signatures
 
     def parse_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         """Serialized tf.Examples [B] -> the model inputs, features zero-padded to max T."""
@@ -501,7 +508,8 @@ def save(
     staging = os.path.join(export_base, f".staging-{version}-{os.getpid()}")
     if tf.io.gfile.exists(staging):
         tf.io.gfile.rmtree(staging)
-    tf.saved_model.save(module, staging, signatures=module.signatures())
+    signatures = module.signatures()
+    tf.saved_model.save(module, staging, signatures=signatures)
     details = {
         "version": version,
         "top_k": module.top_k,
@@ -510,16 +518,7 @@ def save(
         "max_query_length": module.max_query_length,
         "vocab_size": module.vocabulary.size,
         "padded_score": PADDED_SCORE,
-        "signatures": [
-            SERVING_SIGNATURE,
-            EXAMPLE_SIGNATURE,
-            TOKENS_SIGNATURE,
-            SINGLE_SIGNATURE,
-            PROPOSALS_SIGNATURE,
-            ENCODE_QUERY_SIGNATURE,
-            ENCODE_VIDEO_SIGNATURE,
-            MATCH_SIGNATURE,
-        ],
+        "signatures": list(signatures),
         **dict(info or {}),
     }
     tf.io.gfile.makedirs(os.path.join(staging, "assets.extra"))

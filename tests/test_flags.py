@@ -64,7 +64,7 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = "--window_frames=96,128", (96, 128)
                 elif field.name in (
                     "proposal_mode", "optimizer", "vla_reduction", "precision", "cascade_form",
-                    "negative_direction", "loss", "lr_schedule",
+                    "negative_direction", "loss", "lr_schedule", "architecture",
                 ):
                     choice = {
                         "cascade_form": "paper",
@@ -75,6 +75,7 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                         "negative_direction": "both",
                         "loss": "infonce",
                         "lr_schedule": "cosine",
+                        "architecture": "tga",
                     }
                     arg, expected = f"--{field.name}={choice[field.name]}", choice[field.name]
                 elif isinstance(value, int):

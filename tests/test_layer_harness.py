@@ -19,10 +19,12 @@ from tests import reference as ref
 from vlanet_tf.config import ModelConfig
 from vlanet_tf.layers import (
     CascadedCrossModalAttention,
+    ClipEncoder,
     DenseAttention,
     ProposalBuilder,
     QueryEncoder,
     SurrogateSelect,
+    TextGuidedAttention,
     WindowRanking,
 )
 from vlanet_tf.model import INPUT_KEYS, VLANet, build_vlanet, match
@@ -55,6 +57,25 @@ def _video(t=12, lengths=(12, 7), durations=(6.0, 3.5)):
 
 def _didemo_video():
     return _video(t=6, lengths=(6, 4), durations=(30.0, 20.0))
+
+
+def _text_guided():
+    rng = _rng()
+    clips = rng.normal(size=(2, 6, D)).astype("float32")
+    clips /= np.linalg.norm(clips, axis=-1, keepdims=True)
+    clip_mask = np.arange(6)[None] < np.array([6, 4])[:, None]
+    clips *= clip_mask[..., None]
+    start = np.array([[0, 1, 2, 3, 5], [0, 1, 2, 3, 3]], "int32")
+    end = np.minimum(start + 2, np.array([6, 4])[:, None]).astype("int32")
+    return {
+        "clips": clips,
+        "clip_mask": clip_mask,
+        "query": rng.normal(size=(2, D)).astype("float32"),
+        "clip_start": start,
+        "clip_end": end,
+        "window_clips": np.full((2, 5), 2.0, "float32"),
+        "window_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], bool),
+    }
 
 
 def _selection():
@@ -158,6 +179,14 @@ CASES = [
         "proposals_didemo", ProposalBuilder, dict(hidden_dim=4, proposal_mode="didemo"),
         _didemo_video, 2, 0, ("proposals",), MEAN,
     ),
+    lt.LayerCase("clip_encoder_sliding", ClipEncoder, SLIDING, _video, 2, 0, ("clips",), MEAN),
+    lt.LayerCase(
+        "clip_encoder_didemo", ClipEncoder, dict(hidden_dim=4, proposal_mode="didemo"),
+        _didemo_video, 2, 0, ("clips",), MEAN,
+    ),
+    # Sentence and video projections, a kernel and a bias each.
+    lt.LayerCase("text_guided_attention", TextGuidedAttention, dict(hidden_dim=D),
+                 _text_guided, 4, 0, ("similarity", "scores"), MEAN),
     lt.LayerCase("surrogate_gather", SurrogateSelect, {}, _selection, 0, 0,
                  ("surrogates", "cosine"), MEAN),
     lt.LayerCase("surrogate_mask", SurrogateSelect, dict(method="mask"), _selection, 0, 0,

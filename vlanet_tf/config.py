@@ -18,6 +18,9 @@ from vlanet_tf.geometry import (
 )
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+# The scoring networks the trainer can train (ModelConfig.architecture): VLANet, or the
+# text-guided-attention baseline of Mithun et al. (CVPR 2019), VLANet's Table 1 row.
+ARCHITECTURES = ("vlanet", "tga")
 # Keras dtype policies a model is built under (ModelConfig.precision).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -69,7 +72,21 @@ class ModelConfig:
     # export rebuild a run's model under the precision it was trained in.
     precision: str = "float32"
 
+    # Which network scores a (video, sentence) pair (ARCHITECTURES). "tga" uses the
+    # query encoder's last state, hidden_dim and the proposal fields above; the
+    # cross-modal fields are VLANet's only. TGA's bidirectional ranking loss is the
+    # trainer's negative_direction="both" with num_negatives=0 and the hinge.
+    architecture: str = "vlanet"
+    # TGA: temperature of the softmax over clips of cos(clip, sentence).
+    tga_temperature: float = 0.1
+
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        if not self.tga_temperature > 0:
+            raise ValueError(f"tga_temperature must be > 0, got {self.tga_temperature}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.window_frames = tuple(int(w) for w in self.window_frames)

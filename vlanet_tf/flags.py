@@ -22,6 +22,7 @@ from typing import Any, Callable
 from absl import flags
 
 from vlanet_tf.config import PRECISIONS, STRATEGIES, ModelConfig, RunConfig, TrainConfig
+from vlanet_tf.config import ARCHITECTURES
 from vlanet_tf.data import prepared
 from vlanet_tf.run_dir import RunDir, RunOptions
 
@@ -136,6 +137,19 @@ def define_model_flags() -> None:
         "Keras dtype policy of every layer: float32, mixed_bfloat16 (bfloat16 compute) "
         "or mixed_float16 (float16 compute, trained with loss scaling). Saved with the "
         "run; evaluate and export rebuild the model in it.",
+    )
+    flags.DEFINE_enum(
+        "architecture",
+        d.architecture,
+        list(ARCHITECTURES),
+        "Scoring network: vlanet, or tga (the text-guided-attention baseline of Mithun "
+        "et al., CVPR 2019, trained with its bidirectional ranking loss).",
+    )
+    flags.DEFINE_float(
+        "tga_temperature",
+        d.tga_temperature,
+        "--architecture=tga: temperature of the softmax over clips.",
+        lower_bound=1e-6,
     )
 
 

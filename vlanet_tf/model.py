@@ -16,6 +16,7 @@ from vlanet_tf.layers import (
     SurrogateSelect,
     WindowRanking,
 )
+from vlanet_tf import tga
 from vlanet_tf.losses import LOSSES, contrastive_terms, select_negatives
 
 INPUT_KEYS = ("query_tokens", "video_features", "video_length", "duration")
@@ -45,8 +46,13 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
 
     Every layer is built under the dtype policy `config.precision`; inputs and
     outputs are float32 (and int32, bool) whatever it is.
+
+    `config.architecture == "tga"` builds the TGA baseline instead (`vlanet_tf.tga`),
+    with the same inputs and outputs.
     """
     inputs = model_inputs(config.feature_dim)
+    if config.architecture == "tga":
+        return tga.build_tga(config, inputs)
     policy = keras.DTypePolicy(config.precision)
     query_encoder = QueryEncoder(
         config.vocab_size,
@@ -307,6 +313,8 @@ class VLANet(keras.Model):
     def encode_video(self, data: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         """The query-independent video work (eq. 2), done once per batch and shared by
         the positive and every negative pass."""
+        if self.model_config.architecture == "tga":
+            return tga.encode_video(self.network, data, training)
         video = self.proposal_builder(
             {k: data[k] for k in ("video_features", "video_length", "duration")},
             training=training,
@@ -321,6 +329,8 @@ class VLANet(keras.Model):
         """The model's outputs for (video row i, sentence row i) pairs: `video` from
         `encode_video` (rows repeated with `_repeat_rows` to pair a video with several
         sentences), `tokens` int32 [B, T]."""
+        if self.model_config.architecture == "tga":
+            return tga.match_queries(self.network, video, tokens, training)
         query = self.query_encoder(tokens, training=training)
         if training and self.dropout > 0:
             words = self._drop(query["words"])
@@ -362,7 +372,10 @@ class VLANet(keras.Model):
         This is the one training computation: `train_step` (Model.fit) and the custom
         multi-worker loop both call it. Returns the loss and `positive` [B],
         `negative` [B, n] and `valid` [B, n] of each direction of negatives in turn
-        (the sentence one first), concatenated along the n axis.
+        (the sentence one first), concatenated along the n axis. The TGA architecture
+        scores its pairs through its own `encode_video` / `match_queries`; its
+        bidirectional ranking loss is `negative_direction="both"` with every in-batch
+        negative (`num_negatives=0`) and the hinge.
         """
         tokens = tf.cast(data["query_tokens"], tf.int32)
         keys = data["video_key"] if "video_key" in data else video_keys(data["video_id"])
