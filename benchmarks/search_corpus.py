@@ -4,7 +4,9 @@
         [--output=benchmarks/results/search_corpus.json]
 
 Synthesizes a Charades-STA-style release (seed 0; 160 training videos, `test_videos`
-test videos), trains a small VLANet briefly on it (D = 32), indexes the test videos
+test videos), trains a small VLANet briefly on it (D = 32; by default with negatives in
+both directions and InfoNCE over every in-batch pair, so that c learns to rank videos
+for a sentence, not only sentences for a video), indexes the test videos
 and scores every test sentence over the whole test collection: video R@k and moment
 R@k at IoU >= 0.5 (TVR-style VCMR, `vlanet_tf.search.corpus`), for the exhaustive
 cascade and for two-stage search at several N, plus the recall@10 of each two-stage
@@ -43,6 +45,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("epochs", 4, "Training epochs.")
     flags.DEFINE_integer("max_queries", 300, "Sentences scored.")
     flags.DEFINE_list("candidates", ["10", "50", "100"], "N values of stage 2.")
+    flags.DEFINE_enum(
+        "negative_direction", "both", ["sentence", "video", "both"], "Training negatives."
+    )
+    flags.DEFINE_string("loss", "infonce", "Training loss (hinge, hinge_hardest, infonce).")
+    flags.DEFINE_integer("num_negatives", 0, "Negatives per pair; 0: every in-batch one.")
     flags.DEFINE_string("output", "benchmarks/results/search_corpus.json", "JSON written here.")
 
 
@@ -69,7 +76,11 @@ def main(argv: Sequence[str]) -> None:
         vocab_size=props["vocab_size"], word_dim=props["word_dim"],
         feature_dim=props["feature_dim"], hidden_dim=32,
     )
-    train_config = TrainConfig(batch_size=32, epochs=FLAGS.epochs, learning_rate=0.003)
+    train_config = TrainConfig(
+        batch_size=32, epochs=FLAGS.epochs, learning_rate=0.003,
+        negative_direction=FLAGS.negative_direction, loss=FLAGS.loss,
+        num_negatives=FLAGS.num_negatives,
+    )
     run_config = RunConfig(
         data_dir=data_dir, model_dir=os.path.join(root, "model"),
         strategy="one_device", deterministic=True, verbose=0,
@@ -105,7 +116,15 @@ def main(argv: Sequence[str]) -> None:
             overlap.append(len(reference[r.query_id] & found))
         scores["recall_at_10_vs_exhaustive"] = float(np.mean(overlap)) / 10
         rows[f"two_stage_N{n}"] = scores
-    result = {"videos": index.num_videos, "queries": len(records), "rows": rows}
+    result = {
+        "videos": index.num_videos,
+        "queries": len(records),
+        "training": {
+            k: getattr(train_config, k)
+            for k in ("negative_direction", "loss", "num_negatives", "epochs")
+        },
+        "rows": rows,
+    }
     print(json.dumps(result, indent=2))
     os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
     with open(FLAGS.output, "w") as f:
