@@ -85,6 +85,9 @@ def match(
         "scores": out["scores"],
         "moments": video["windows"],
         "valid": video["window_mask"],
+        # Every valid window is scored by the attention itself: no second tier of
+        # rows ranked after the model's own (VLANet's DiDeMo windows).
+        "surrogate": video["window_mask"],
         "attention_map": window_weight[:, :, None] * words[:, None, :],
     }
 
