@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -179,6 +180,7 @@ class TuneCliTest(tf.test.TestCase):
         self.assertEqual(done.stderr.strip().splitlines()[-1], "error: cross_steps must be >= 1, got 0")
         self.assertFalse((self.root / "bad" / "trials").exists())
 
+    @pytest.mark.slow
     def test_the_ablation_grid_writes_one_hparams_session_per_variant(self):
         grid_dir = self.root / "grid"
         done = run_main(
