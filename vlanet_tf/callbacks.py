@@ -11,10 +11,11 @@ import tensorflow as tf
 
 from vlanet_tf import files, plots
 from vlanet_tf.evaluation import ground_truth, predictions, scoring
+from vlanet_tf.inference import predict_dataset
 from vlanet_tf.model import INPUT_KEYS
 from vlanet_tf.run_dir import RunDir
 from vlanet_tf.text import words
-from vlanet_tf.validation import score_model, similarity_curve_point
+from vlanet_tf.validation import score_records, similarity_curve_point
 
 
 class NonFiniteLoss(RuntimeError):
@@ -105,14 +106,21 @@ class ValidationRanking(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        result, rankings = score_model(
-            self.model, self.val_dataset, self.dataset_name, self.queries, self.top_k,
-            self.nms_iou, source="val",
+        records = list(
+            predict_dataset(
+                self.model, self.val_dataset, top_k=self.top_k or None,
+                nms_threshold=self.nms_iou,
+            )
         )
+        result, rankings = score_records(records, self.dataset_name, self.queries, "val")
         predictions.write(self.run_dir.predictions_path("val", epoch + 1), self.queries, rankings)
         for key, value in result.items():
             logs[f"val_{key}"] = value
-        for key, value in similarity_curve_point(self.model, self.val_dataset).items():
+        # The ranking pass already gave each positive pair's c: only the negatives run.
+        curve = similarity_curve_point(
+            self.model, self.val_dataset, positive=[r["similarity"] for r in records]
+        )
+        for key, value in curve.items():
             logs[f"val_{key}"] = value
         print(
             f"epoch {epoch + 1} val: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()),

@@ -46,7 +46,8 @@ def predict_dataset(
 ) -> Iterator[dict[str, Any]]:
     """Runs `model` over batches and yields one prediction dict per query.
 
-    Each dict has `query_id`, `video_id`, `moments` (ranked [start, end, score]) and,
+    Each dict has `query_id`, `video_id`, `moments` (ranked [start, end, score]),
+    `similarity` (the pair's c, eq. 13) and,
     when the batch carries ground truth, `ground_truth` (the annotators' [start, end]
     in seconds) and `duration`. `jit_compile` XLA-compiles the forward pass.
     """
@@ -65,6 +66,7 @@ def predict_dataset(
                 "moments": rank(
                     out["scores"][i], out["moments"][i], out["valid"][i], top_k, nms_threshold
                 ),
+                "similarity": float(out["similarity"][i]),
             }
             if gt is not None:
                 n = int(counts[i]) if counts is not None else gt.shape[1]

@@ -7,7 +7,7 @@ into the predictions-file rankings and scores them with `vlanet_tf.evaluation`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -52,6 +52,16 @@ def score_model(
     records = predict_dataset(
         model, dataset, top_k=top_k or None, nms_threshold=nms_threshold, jit_compile=jit_compile
     )
+    return score_records(records, dataset_name, queries, source)
+
+
+def score_records(
+    records: Iterable[Mapping[str, Any]],
+    dataset_name: str,
+    queries: ground_truth.Queries,
+    source: str = "model",
+) -> tuple[dict, predictions.Rankings]:
+    """(metrics, rankings) of prediction records (`predict_dataset`'s)."""
     rankings = predictions.from_records(records, queries, source)
     return scoring.score(dataset_name, queries, rankings), rankings
 
@@ -105,13 +115,17 @@ def fixed_negatives(video_ids: list[str]) -> np.ndarray:
     return index
 
 
-def similarity_curve_point(model: Any, dataset: tf.data.Dataset) -> dict[str, float]:
+def similarity_curve_point(
+    model: Any, dataset: tf.data.Dataset, positive: Sequence[float] | None = None
+) -> dict[str, float]:
     """Mean c (eq. 13) of the positive and of the fixed negative pairs of a split.
 
     The positive pairs are every (video, its sentence); the negative pairs every
     (video, the sentence `fixed_negatives` gives it). Returns `pos_sim`, `neg_sim`
     (NaN when there is no negative) and `sim_gap` = pos_sim - neg_sim: the points of
-    the paper's Fig. 4 for one epoch.
+    the paper's Fig. 4 for one epoch. `positive`: the positive pairs' c when already
+    computed (the records of `predict_dataset` over the same dataset carry them), so
+    that only the negative pairs are run.
     """
     keys = ("query_tokens", "video_features", "video_length", "duration")
     tokens: list[np.ndarray] = []
@@ -131,7 +145,8 @@ def similarity_curve_point(model: Any, dataset: tf.data.Dataset) -> dict[str, fl
     for batch in dataset:
         inputs = {k: batch[k] for k in keys}
         size = int(tf.shape(batch["query_tokens"])[0])
-        positive_sims.append(model(inputs, training=False)["similarity"].numpy())
+        if positive is None:
+            positive_sims.append(model(inputs, training=False)["similarity"].numpy())
         rows = negative[start : start + size]
         keep = rows >= 0
         if keep.any():
@@ -139,6 +154,10 @@ def similarity_curve_point(model: Any, dataset: tf.data.Dataset) -> dict[str, fl
             paired["query_tokens"] = tf.constant(table[rows[keep]])
             negative_sims.append(model(paired, training=False)["similarity"].numpy())
         start += size
+    if positive is not None:
+        if len(positive) != len(tokens):
+            raise ValueError(f"{len(positive)} positive similarities for {len(tokens)} sentences")
+        positive_sims = [np.asarray(positive, np.float32)]
     pos = float(np.mean(np.concatenate(positive_sims)))
     neg = float(np.mean(np.concatenate(negative_sims))) if negative_sims else float("nan")
     return {"pos_sim": pos, "neg_sim": neg, "sim_gap": pos - neg}
