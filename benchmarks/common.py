@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -237,3 +238,36 @@ def section_main(
     json.dump(result, sys.stdout, indent=2, sort_keys=True, default=json_default)
     sys.stdout.write("\n")
     return 0
+
+
+def trained_and_tested(
+    model_dir: str,
+    train_args: Sequence[str],
+    run: Callable[[Sequence[str]], None],
+    metrics_name: str = "test_eval.json",
+) -> tuple[dict[str, Any], float]:
+    """A run trained and scored on the test split by the CLIs, or the one already there.
+
+    Trains `python -m vlanet_tf.train TRAIN_ARGS --model_dir=MODEL_DIR`, then scores its
+    best epoch with `python -m vlanet_tf.evaluate --split=test`, unless MODEL_DIR holds
+    the metrics file already (so an interrupted benchmark resumes). `run(args)` runs one
+    `python -m ARGS` (each benchmark shows or logs its output its own way). Returns the
+    test metrics and the seconds the two took, also when reused.
+    """
+    from vlanet_tf import files
+
+    metrics_path = os.path.join(model_dir, metrics_name)
+    seconds_path = os.path.join(model_dir, "seconds.json")
+    if not os.path.isfile(metrics_path):
+        start = time.perf_counter()
+        run(["vlanet_tf.train", *train_args, f"--model_dir={model_dir}"])
+        run(
+            [
+                "vlanet_tf.evaluate",
+                f"--model_dir={model_dir}",
+                "--split=test",
+                f"--output={metrics_path}",
+            ]
+        )
+        files.write_json(seconds_path, time.perf_counter() - start)
+    return files.read_json(metrics_path), files.read_json(seconds_path)

@@ -30,6 +30,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from benchmarks.common import trained_and_tested
 from benchmarks.precision_accuracy import prepare
 from vlanet_tf import files
 
@@ -62,31 +63,14 @@ def train_and_test(
     data: str, root: str, form: str, seed: int, epochs: int | None
 ) -> dict[str, Any]:
     model_dir = os.path.join(root, f"{form}-seed{seed}")
-    metrics_path = os.path.join(model_dir, "test_eval.json")
-    start = time.perf_counter()
-    if not os.path.isfile(metrics_path):
-        _run(
-            [
-                "vlanet_tf.train",
-                f"--flagfile={FLAGFILE}",
-                f"--data_dir={data}",
-                f"--model_dir={model_dir}",
-                f"--cascade_form={form}",
-                f"--seed={seed}",
-                *([f"--epochs={epochs}"] if epochs else []),
-            ]
-        )
-        _run(
-            [
-                "vlanet_tf.evaluate",
-                f"--model_dir={model_dir}",
-                "--split=test",
-                f"--output={metrics_path}",
-            ]
-        )
-        files.write_json(os.path.join(model_dir, "seconds.json"), time.perf_counter() - start)
-    seconds = files.read_json(os.path.join(model_dir, "seconds.json"))
-    metrics = files.read_json(metrics_path)
+    train_args = [
+        f"--flagfile={FLAGFILE}",
+        f"--data_dir={data}",
+        f"--cascade_form={form}",
+        f"--seed={seed}",
+        *([f"--epochs={epochs}"] if epochs else []),
+    ]
+    metrics, seconds = trained_and_tested(model_dir, train_args, _run)
     best_epoch = int(files.read_json(os.path.join(model_dir, "best.json"))["epoch"])
     history = _history(model_dir)
     last_epoch = max(history)

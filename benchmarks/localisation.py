@@ -33,6 +33,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from benchmarks.common import trained_and_tested
 from vlanet_tf import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,32 +129,18 @@ def train_and_test(
     row: str, seed: int, data: str, root: str, options: argparse.Namespace
 ) -> dict[str, Any]:
     model_dir = os.path.join(root, f"{row}-seed{seed}")
-    metrics_path = os.path.join(model_dir, "test_metrics.json")
-    seconds_path = os.path.join(model_dir, "seconds.json")
-    if not os.path.isfile(metrics_path):
-        start = time.perf_counter()
-        _run(
-            [
-                "vlanet_tf.train",
-                f"--flagfile={RECIPE}",
-                *model_flags(row, options),
-                f"--data_dir={data}",
-                f"--model_dir={model_dir}",
-                f"--seed={seed}",
-            ],
-            os.path.join(root, "logs", f"train-{row}-seed{seed}.log"),
-        )
-        _run(
-            [
-                "vlanet_tf.evaluate",
-                f"--model_dir={model_dir}",
-                "--split=test",
-                f"--output={metrics_path}",
-            ],
-            os.path.join(root, "logs", f"evaluate-{row}-seed{seed}.log"),
-        )
-        files.write_json(seconds_path, time.perf_counter() - start)
-    return {"seed": seed, "seconds": files.read_json(seconds_path), **files.read_json(metrics_path)}
+    train_args = [
+        f"--flagfile={RECIPE}",
+        *model_flags(row, options),
+        f"--data_dir={data}",
+        f"--seed={seed}",
+    ]
+
+    def run(args: Sequence[str]) -> None:  # logs/train-ROW-seedN.log, evaluate-...
+        _run(args, os.path.join(root, "logs", f"{args[0].split('.')[-1]}-{row}-seed{seed}.log"))
+
+    metrics, seconds = trained_and_tested(model_dir, train_args, run, "test_metrics.json")
+    return {"seed": seed, "seconds": seconds, **metrics}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

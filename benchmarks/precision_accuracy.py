@@ -21,8 +21,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Sequence
+
+from benchmarks.common import trained_and_tested
 
 FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "synthetic.flags")
 KEYS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5")
@@ -58,34 +59,14 @@ def train_and_test(
     data: str, root: str, precision: str, seed: int, epochs: int | None
 ) -> dict[str, Any]:
     model_dir = os.path.join(root, f"{precision}-seed{seed}")
-    metrics_path = os.path.join(model_dir, "test_eval.json")
-    start = time.perf_counter()
-    if not os.path.isfile(metrics_path):
-        _run(
-            [
-                "vlanet_tf.train",
-                f"--flagfile={FLAGFILE}",
-                f"--data_dir={data}",
-                f"--model_dir={model_dir}",
-                f"--precision={precision}",
-                f"--seed={seed}",
-                *([f"--epochs={epochs}"] if epochs else []),
-            ]
-        )
-        _run(
-            [
-                "vlanet_tf.evaluate",
-                f"--model_dir={model_dir}",
-                "--split=test",
-                f"--output={metrics_path}",
-            ]
-        )
-        with open(os.path.join(model_dir, "seconds.json"), "w", encoding="utf-8") as f:
-            json.dump(time.perf_counter() - start, f)
-    with open(os.path.join(model_dir, "seconds.json"), encoding="utf-8") as f:
-        seconds = json.load(f)  # of the training and testing, also when reused
-    with open(metrics_path, encoding="utf-8") as f:
-        metrics = json.load(f)
+    train_args = [
+        f"--flagfile={FLAGFILE}",
+        f"--data_dir={data}",
+        f"--precision={precision}",
+        f"--seed={seed}",
+        *([f"--epochs={epochs}"] if epochs else []),
+    ]
+    metrics, seconds = trained_and_tested(model_dir, train_args, _run)
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         saved_precision = json.load(f)["model"]["precision"]
     return {

@@ -78,8 +78,9 @@ HPARAMS = (
 
 
 def _hparam(variant: Variant, name: str, base: ModelConfig) -> Any:
-    value = variant.overrides.get(name, getattr(base, name))
-    return "-".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+    from vlanet_tf import tuning
+
+    return tuning.hparam_value(variant.overrides.get(name, getattr(base, name)))
 
 
 def table3(

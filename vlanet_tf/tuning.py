@@ -107,11 +107,6 @@ def parse_space(entries: Sequence[str]) -> dict[str, list[Any]]:
     return space
 
 
-def _choice_values(values: Sequence[Any]) -> list[Any]:
-    # KerasTuner's Choice holds ints, floats, strings or bools; tuples travel as text.
-    return [("-".join(map(str, v)) if isinstance(v, tuple) else v) for v in values]
-
-
 def apply_overrides(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -133,7 +128,9 @@ def apply_overrides(
     )
 
 
-def _hparam_value(value: Any) -> Any:
+def hparam_value(value: Any) -> Any:
+    """A config value as KerasTuner's Choice and TensorBoard's HParams hold it: ints,
+    floats, strings and bools as they are; tuples (windows) as "176-240" text."""
     if isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (tuple, list)):
@@ -154,7 +151,7 @@ def write_hparams(
     """
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default():
-        hparams_api.hparams({k: _hparam_value(v) for k, v in hparams.items()}, trial_id=trial_id)
+        hparams_api.hparams({k: hparam_value(v) for k, v in hparams.items()}, trial_id=trial_id)
         for name, value in metrics.items():
             tf.summary.scalar(name, float(value), step=1)
     writer.flush()
@@ -166,7 +163,7 @@ def write_hparams_config(
 ) -> None:
     """The dashboard's columns: every searched field with its values, and the metrics."""
     hparams = [
-        hparams_api.HParam(name, hparams_api.Discrete([_hparam_value(v) for v in values]))
+        hparams_api.HParam(name, hparams_api.Discrete([hparam_value(v) for v in values]))
         for name, values in space.items()
     ]
     metrics = [hparams_api.Metric(name, display_name=name) for name in metric_names]
@@ -263,7 +260,7 @@ def tune(
     objective_name = f"val_{primary_metric(dataset)}"
     hyperparameters = kt.HyperParameters()
     for name, values in space.items():
-        hyperparameters.Choice(name, _choice_values(values), ordered=False)
+        hyperparameters.Choice(name, [hparam_value(v) for v in values], ordered=False)
     objective = kt.Objective(objective_name, direction="max")
     oracle_cls = kt.oracles.GridSearchOracle if tuner == "grid" else kt.oracles.RandomSearchOracle
     oracle = oracle_cls(
