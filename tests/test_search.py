@@ -97,6 +97,28 @@ def test_the_planted_video_comes_first(index_dir, model, records):
     assert first["exhaustive"] >= 0.75 * len(queries), first
 
 
+def test_stage1_similarity_takes_the_probe(index_dir, model, records):
+    """--stage1=similarity: stage 1 is the max of <u, p>; a video holding u is first."""
+    base = Index.open(str(index_dir))
+    d, scales = model.hidden_dim, model.num_scales
+    r = records[0]
+    q = model.encode_query(r.sentence)
+    assert q["probe"].shape == (d,)
+    np.testing.assert_allclose(np.linalg.norm(q["probe"]), 1.0, atol=1e-5)
+    planted = Proposals(
+        np.array(["planted"]), np.array([30.0], np.float32), np.array([0, 1]),
+        np.tile(q["probe"].astype(np.float16), (1, scales, 1)),
+        WIDTHS[None, :scales].copy(), np.ones((1, scales), bool),
+    )
+    index = Index(Proposals.concatenate([base.data, planted]), base.manifest)
+    by_probe = Searcher(index, model, candidates=1, stage1="similarity")
+    assert by_probe.search(r.sentence, top_videos=1).videos[0].video_id == "planted"
+    stage1 = by_probe.search(r.sentence, top_videos=1).videos[0].stage1
+    assert stage1 == pytest.approx(1.0, abs=2e-3)
+    with pytest.raises(ValueError, match="stage1 must be one of"):
+        Searcher(index, model, stage1="nearest")
+
+
 def test_adding_videos_equals_one_build(run, model, index_dir, tmp_path):
     ids = Index.open(str(index_dir)).data.video_ids.tolist()
     path = str(tmp_path / "grown")
