@@ -258,3 +258,25 @@ def test_the_readme_table_is_the_committed_run():
     root = export_testing.REPO
     rows = json.loads((root / "benchmarks/results/search.json").read_text())["rows"]
     assert table(rows) in (root / "README.md").read_text()
+
+
+def test_the_benchmarks_exact_stage1_equals_the_index(index_dir, model, records):
+    """benchmarks.search_trained's NumPy stage 1 (its recall-by-N curve) ranks videos as
+    the exact FAISS index does, with the same max inner products."""
+    from benchmarks.search_trained import stage1_scores
+
+    index = Index.open(str(index_dir))
+    for key in ("last", "probe"):
+        vector = model.encode_query(records[0].sentence)[key]
+        scores = stage1_scores(index, vector)
+        videos, best = index.top_videos(vector, index.num_videos)
+        np.testing.assert_allclose(scores[videos], best, atol=1e-3)
+        assert np.all(np.diff(scores[videos]) <= 1e-3)
+
+
+def test_the_readme_trained_search_table_is_the_committed_run():
+    from benchmarks.search_trained import table
+
+    root = export_testing.REPO
+    rows = json.loads((root / "benchmarks/results/search_trained.json").read_text())["rows"]
+    assert table(rows) in (root / "README.md").read_text()
