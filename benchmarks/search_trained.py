@@ -25,7 +25,6 @@ Every step's output is kept under `--root` and reused, so an interrupted run res
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -278,11 +277,14 @@ def main(argv: Sequence[str]) -> None:
                 result[f"exponent_{key}"] = float(np.polyfit(x, y, 1)[0])
     files.write_json(FLAGS.output, result)
     print(table(rows))
+    print(curve_table(rows))
 
 
 def table(rows: list[dict]) -> str:
     """The README's markdown table of a run."""
-    keys = list(rows[0]["two_stage"])
+    keys = sorted(
+        rows[0]["two_stage"], key=lambda k: (k.rsplit("_N", 1)[0], int(k.rsplit("_N", 1)[1]))
+    )
     lines = [
         "| videos | stage 1 | N | two-stage p50 / p90 ms | recall@10 vs exhaustive "
         "| video R@10: two-stage / exhaustive | exhaustive p50 ms |",
@@ -299,6 +301,21 @@ def table(rows: list[dict]) -> str:
                 f"| {got['video_R@10']:.1f} / {r['exhaustive_video_R@10']:.1f} "
                 f"| {r['exhaustive_p50_ms']:,.0f} |"
             )
+    return "\n".join(lines)
+
+
+def curve_table(rows: list[dict]) -> str:
+    """Recall@10 against the exhaustive top 10 by N (the README's second table)."""
+    grid = [n for n in CANDIDATE_GRID if any(str(n) in r["recall_by_candidates"]["selection"]
+                                             for r in rows)]
+    lines = [
+        "| videos | stage 1 | " + " | ".join(f"N={n:,}" for n in grid) + " |",
+        "| --- | --- |" + " ---: |" * len(grid),
+    ]
+    for r in rows:
+        for stage1, curve in r["recall_by_candidates"].items():
+            cells = [f"{curve[str(n)]:.2f}" if str(n) in curve else "" for n in grid]
+            lines.append(f"| {r['videos']:,} | {stage1} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

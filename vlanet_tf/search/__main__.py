@@ -37,9 +37,9 @@ flags.DEFINE_integer("top_moments", 3, "Moments per video.")
 flags.DEFINE_integer("candidates", 50, "N: videos stage 1 hands to the cascade.")
 flags.DEFINE_boolean("exhaustive", False, "Run the cascade on every video.")
 flags.DEFINE_enum(
-    "stage1", "selection", ["selection", "similarity"],
-    "Stage 1's query vector: selection = w_M (the eq. 3 cosine), similarity = the "
-    "cascade head's first-order probe u.",
+    "stage1", "similarity", ["selection", "similarity"],
+    "Stage 1's query vector: similarity = the cascade head's first-order probe u "
+    "(agrees better with the cascade: README), selection = w_M (the eq. 3 cosine).",
 )
 flags.DEFINE_boolean("json", False, "query: print one JSON object.")
 flags.DEFINE_string("videos", None, "serve: folder of video files named by video id.")

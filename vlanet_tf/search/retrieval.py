@@ -1,9 +1,12 @@
-"""Two-stage retrieval over an index: FAISS MIPS on w_M, then the cascade on the top N.
+"""Two-stage retrieval over an index: FAISS MIPS on a query vector, then the cascade on
+the top N.
 
-Stage 1 needs no cascade: the query's w_M (QueryEncoder `last`) against every cached
-proposal by maximum inner product (the eq. 3 cosine that picks surrogates; both are
-unit vectors), each video scored by the max over its proposals. Stage 2 runs surrogate
-selection and the cascade (`vlanet_tf.model.match`, the run's layers) on the N best
+Stage 1 needs no cascade: one query vector against every cached proposal by maximum
+inner product, each video scored by the max over its proposals. The vector is the
+cascade head's first-order probe u (`stage1="similarity"`, the default:
+`CascadedCrossModalAttention.similarity_probe`) or the query's w_M (`"selection"`,
+QueryEncoder `last`: the eq. 3 cosine that picks surrogates; both are unit vectors).
+Stage 2 runs surrogate selection and the cascade (`vlanet_tf.model.match`, the run's layers) on the N best
 videos in batches, from the cached proposals, and ranks them by c (eq. 13); each
 video's moments are ranked by `vlanet_tf.ranking.rank`. `exhaustive=True` runs the
 cascade on every video instead (the reference the two-stage ranking is checked
@@ -27,7 +30,7 @@ DEFAULT_BATCH = 256
 # Stage 1's query vector: "selection", w_M (the eq. 3 cosine that picks surrogates), or
 # "similarity", the cascade head's first-order probe u (`similarity_probe`).
 STAGE1_VECTORS = {"selection": "last", "similarity": "probe"}
-DEFAULT_STAGE1 = "selection"
+DEFAULT_STAGE1 = "similarity"
 
 
 @dataclasses.dataclass
