@@ -282,3 +282,7 @@ def test_the_readme_trained_search_table_is_the_committed_run():
     readme = (root / "README.md").read_text()
     assert table(rows) in readme
     assert curve_table(rows) in readme
+    from benchmarks.search_corpus import table as corpus_table
+
+    result = json.loads((root / "benchmarks/results/search_corpus.json").read_text())
+    assert corpus_table(result) in readme
