@@ -21,8 +21,10 @@ Signatures (B batch, T clips, F feature size, M words, k = --top_k, N surrogates
   [B, N, 2], `scores` [B, N], `valid` bool [B, N], `surrogate` bool [B, N] (the row
   went through the cascade), `similarity` [B], `attention_map` [B, N, M].
 - `encode_query`: `query` string [B] -> `last` float32 [B, D] (w_M, the stage-1 vector
-  of `vlanet_tf.search`), `words` float32 [B, M, D] (Q), `mask` bool [B, M]: the query
-  side alone, so a collection search can run stage 1 beside TF Serving.
+  of `vlanet_tf.search`), `words` float32 [B, M, D] (Q), `mask` bool [B, M], and for
+  VLANet `probe` float32 [B, D] (the cascade head's first-order query vector, stage 1 of
+  `--stage1=similarity`): the query side alone, so a collection search can run stage 1
+  beside TF Serving.
 - `encode_video`: `video_features`, `video_length`, `duration` -> `proposals` float32
   [B, K, L, D] (unit rows), `windows` [B, K, L, 2] seconds, `mask` bool [B, K, L]: the
   query-independent work a collection index caches (no request checks).
@@ -319,11 +321,15 @@ class VLANetServing(tf.Module):
             with tf.control_dependencies([check]):
                 tokens = tf.identity(tokens)
             out = self.network.get_layer("query_encoder")(tokens, training=False)
-            return {
+            encoded = {
                 "last": tf.cast(out["last"], tf.float32),
                 "words": tf.cast(out["words"], tf.float32),
                 "mask": out["mask"],
             }
+            if self.search:
+                cascade = self.network.get_layer("cascaded_cross_modal_attention")
+                encoded["probe"] = cascade.similarity_probe(out["words"], out["mask"])
+            return encoded
 
         # The search signatures cache VLANet's proposals; the TGA baseline has none.
         builder = self.network.get_layer("proposal_builder" if self.search else "clip_encoder")

@@ -85,7 +85,7 @@ def test_the_planted_video_comes_first(index_dir, model, records):
             np.ones((groups, scales), bool),
         )
         index = Index(Proposals.concatenate([base.data, planted]), base.manifest)
-        searcher = Searcher(index, model, candidates=8)
+        searcher = Searcher(index, model, candidates=8, stage1="selection")
         # Stage 1 alone: the planted video holds w_M itself, inner product 1.
         videos, _ = index.top_videos(q["last"], 1)
         assert index.data.video_ids[videos[0]] == "planted"
@@ -95,6 +95,28 @@ def test_the_planted_video_comes_first(index_dir, model, records):
             assert result.videos[0].moments and result.videos[0].duration > 0
     assert first["two-stage"] >= 0.75 * len(queries), first
     assert first["exhaustive"] >= 0.75 * len(queries), first
+
+
+def test_stage1_similarity_takes_the_probe(index_dir, model, records):
+    """--stage1=similarity: stage 1 is the max of <u, p>; a video holding u is first."""
+    base = Index.open(str(index_dir))
+    d, scales = model.hidden_dim, model.num_scales
+    r = records[0]
+    q = model.encode_query(r.sentence)
+    assert q["probe"].shape == (d,)
+    np.testing.assert_allclose(np.linalg.norm(q["probe"]), 1.0, atol=1e-5)
+    planted = Proposals(
+        np.array(["planted"]), np.array([30.0], np.float32), np.array([0, 1]),
+        np.tile(q["probe"].astype(np.float16), (1, scales, 1)),
+        WIDTHS[None, :scales].copy(), np.ones((1, scales), bool),
+    )
+    index = Index(Proposals.concatenate([base.data, planted]), base.manifest)
+    by_probe = Searcher(index, model, candidates=1, stage1="similarity")
+    assert by_probe.search(r.sentence, top_videos=1).videos[0].video_id == "planted"
+    stage1 = by_probe.search(r.sentence, top_videos=1).videos[0].stage1
+    assert stage1 == pytest.approx(1.0, abs=2e-3)
+    with pytest.raises(ValueError, match="stage1 must be one of"):
+        Searcher(index, model, stage1="nearest")
 
 
 def test_adding_videos_equals_one_build(run, model, index_dir, tmp_path):
@@ -236,3 +258,31 @@ def test_the_readme_table_is_the_committed_run():
     root = export_testing.REPO
     rows = json.loads((root / "benchmarks/results/search.json").read_text())["rows"]
     assert table(rows) in (root / "README.md").read_text()
+
+
+def test_the_benchmarks_exact_stage1_equals_the_index(index_dir, model, records):
+    """benchmarks.search_trained's NumPy stage 1 (its recall-by-N curve) ranks videos as
+    the exact FAISS index does, with the same max inner products."""
+    from benchmarks.search_trained import stage1_scores
+
+    index = Index.open(str(index_dir))
+    for key in ("last", "probe"):
+        vector = model.encode_query(records[0].sentence)[key]
+        scores = stage1_scores(index, vector)
+        videos, best = index.top_videos(vector, index.num_videos)
+        np.testing.assert_allclose(scores[videos], best, atol=1e-3)
+        assert np.all(np.diff(scores[videos]) <= 1e-3)
+
+
+def test_the_readme_trained_search_table_is_the_committed_run():
+    from benchmarks.search_trained import curve_table, table
+
+    root = export_testing.REPO
+    rows = json.loads((root / "benchmarks/results/search_trained.json").read_text())["rows"]
+    readme = (root / "README.md").read_text()
+    assert table(rows) in readme
+    assert curve_table(rows) in readme
+    from benchmarks.search_corpus import table as corpus_table
+
+    result = json.loads((root / "benchmarks/results/search_corpus.json").read_text())
+    assert corpus_table(result) in readme

@@ -28,6 +28,10 @@ def test_encode_query_equals_the_keras_query_encoder(run):
     for key in ("last", "words"):
         np.testing.assert_allclose(out[key].numpy(), expected[key].numpy(), atol=1e-6)
     np.testing.assert_array_equal(out["mask"].numpy(), expected["mask"].numpy())
+    probe = network.get_layer("cascaded_cross_modal_attention").similarity_probe(
+        expected["words"], expected["mask"]
+    )
+    np.testing.assert_allclose(out["probe"].numpy(), probe.numpy(), atol=1e-6)
     assert out["last"].shape == (2, network.get_layer("query_encoder").hidden_dim)
     np.testing.assert_allclose(np.linalg.norm(out["last"].numpy(), axis=1), 1.0, atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="no word"):

@@ -207,6 +207,26 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             tf.expand_dims(u, 1), query, query_mask, q_log, peak
         )
 
+    def similarity_probe(self, query: tf.Tensor, query_mask: tf.Tensor) -> tf.Tensor:
+        """A query-only vector u [B, D] (float32, unit) whose inner product with a video
+        direction x ranks x as c's head does to first order.
+
+        c = sum_m mix_m tanh((W1 x) . (W2 q_m)) (eq. 13 on directions). For small
+        energies tanh(z) ~ z, and with mix taken uniform over the valid words,
+        c ~ x . W1^T (mean_m W2 q_m) = x . u (up to u's norm, which is the same for every
+        video of one query). This needs no video: a collection search can take
+        max_p <p, u> over cached proposals p as its first stage
+        (`vlanet_tf.search`, `--stage1=similarity`).
+        """
+        head = self.similarity_head
+        projected = tf.cast(head.w2(l2_normalize(tf.cast(query, self.compute_dtype))), tf.float32)
+        weights = tf.cast(query_mask, tf.float32)[..., None]
+        mean = tf.reduce_sum(projected * weights, axis=1) / tf.maximum(
+            tf.reduce_sum(weights, axis=1), 1.0
+        )
+        kernel = tf.cast(head.w1.kernel, tf.float32)  # [D_in, D_out]: W1 x = x @ kernel
+        return l2_normalize(tf.matmul(mean, kernel, transpose_b=True))
+
     def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
         b, n, _ = input_shape["video"]
         m = input_shape["query"][1]

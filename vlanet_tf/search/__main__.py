@@ -4,7 +4,7 @@
         --features=FILE.h5 --index=DIR
         [--durations=Charades_v1_test.csv]        (else each dataset's `duration` attr)
     python -m vlanet_tf.search query --index=DIR --query="..." [--top_videos=10]
-        [--top_moments=3] [--candidates=100] [--exhaustive] [--json]
+        [--top_moments=3] [--candidates=100] [--stage1=selection|similarity] [--exhaustive] [--json]
     python -m vlanet_tf.search serve --index=DIR --videos=FOLDER [--port=8000]
     python -m vlanet_tf.search evaluate --index=DIR --annotations=charades_sta_test.txt
         --durations=Charades_v1_test.csv [--exhaustive]
@@ -36,6 +36,11 @@ flags.DEFINE_integer("top_videos", 10, "Videos to return.")
 flags.DEFINE_integer("top_moments", 3, "Moments per video.")
 flags.DEFINE_integer("candidates", 50, "N: videos stage 1 hands to the cascade.")
 flags.DEFINE_boolean("exhaustive", False, "Run the cascade on every video.")
+flags.DEFINE_enum(
+    "stage1", "similarity", ["selection", "similarity"],
+    "Stage 1's query vector: similarity = the cascade head's first-order probe u "
+    "(agrees better with the cascade: README), selection = w_M (the eq. 3 cosine).",
+)
 flags.DEFINE_boolean("json", False, "query: print one JSON object.")
 flags.DEFINE_string("videos", None, "serve: folder of video files named by video id.")
 flags.DEFINE_integer("port", 8000, "serve: port on 127.0.0.1.")
@@ -80,6 +85,7 @@ def main(argv: Sequence[str]) -> None:
             FLAGS.checkpoint,
             saved_model=FLAGS.saved_model,
             candidates=FLAGS.candidates,
+            stage1=FLAGS.stage1,
         )
 
     if command == "query":

@@ -123,6 +123,7 @@ class SearchModel:
             "words": tf.cast(out["words"], tf.float32),
             "mask": out["mask"],
             "num_words": tf.reduce_sum(tf.cast(out["mask"], tf.int32), axis=1),
+            "probe": self.cascade.similarity_probe(out["words"], out["mask"]),
         }
 
     def _match_one_query(self, proposals, windows, mask, words, word_mask, last):
@@ -159,14 +160,15 @@ class SearchModel:
         return {k: v.numpy() for k, v in out.items()}
 
     def encode_query(self, sentence: str) -> dict[str, np.ndarray]:
-        """One sentence -> `last` (w_M) [D], `words` (Q) [M, D], `mask` [M]."""
+        """One sentence -> `last` (w_M) [D], `words` (Q) [M, D], `mask` [M], and
+        `probe` [D] (the cascade head's first-order query vector, `similarity_probe`)."""
         out = self._queries(tf.constant([sentence]))
         if int(out["num_words"][0]) == 0:
             raise ValueError(
                 f"the query {sentence!r} has no word left after tokenisation "
                 "(only [a-z0-9'] count)"
             )
-        return {k: out[k].numpy()[0] for k in ("last", "words", "mask")}
+        return {k: out[k].numpy()[0] for k in ("last", "words", "mask", "probe")}
 
     def match(
         self,
@@ -198,6 +200,9 @@ def saved_model_fingerprint(saved_model_dir: str) -> str:
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
         files.update_digest(digest, path)
     return digest.hexdigest()
+
+
+ENCODED_QUERY = ("last", "words", "mask", "probe")
 
 
 class SavedModelSearch:
@@ -244,7 +249,8 @@ class SavedModelSearch:
                 f"the query {sentence!r} has no word left after tokenisation "
                 "(only [a-z0-9'] count)"
             ) from error
-        return {k: out[k].numpy()[0] for k in ("last", "words", "mask")}
+        # `probe` is absent from SavedModels exported before it existed.
+        return {k: v.numpy()[0] for k, v in out.items() if k in ENCODED_QUERY}
 
     def match(self, proposals, windows, mask, query) -> dict[str, np.ndarray]:
         n = proposals.shape[0]

@@ -1,9 +1,12 @@
-"""Two-stage retrieval over an index: FAISS MIPS on w_M, then the cascade on the top N.
+"""Two-stage retrieval over an index: FAISS MIPS on a query vector, then the cascade on
+the top N.
 
-Stage 1 needs no cascade: the query's w_M (QueryEncoder `last`) against every cached
-proposal by maximum inner product (the eq. 3 cosine that picks surrogates; both are
-unit vectors), each video scored by the max over its proposals. Stage 2 runs surrogate
-selection and the cascade (`vlanet_tf.model.match`, the run's layers) on the N best
+Stage 1 needs no cascade: one query vector against every cached proposal by maximum
+inner product, each video scored by the max over its proposals. The vector is the
+cascade head's first-order probe u (`stage1="similarity"`, the default:
+`CascadedCrossModalAttention.similarity_probe`) or the query's w_M (`"selection"`,
+QueryEncoder `last`: the eq. 3 cosine that picks surrogates; both are unit vectors).
+Stage 2 runs surrogate selection and the cascade (`vlanet_tf.model.match`, the run's layers) on the N best
 videos in batches, from the cached proposals, and ranks them by c (eq. 13); each
 video's moments are ranked by `vlanet_tf.ranking.rank`. `exhaustive=True` runs the
 cascade on every video instead (the reference the two-stage ranking is checked
@@ -24,13 +27,17 @@ from vlanet_tf.search.model import SearchModel, load_model
 
 DEFAULT_CANDIDATES = 50
 DEFAULT_BATCH = 256
+# Stage 1's query vector: "selection", w_M (the eq. 3 cosine that picks surrogates), or
+# "similarity", the cascade head's first-order probe u (`similarity_probe`).
+STAGE1_VECTORS = {"selection": "last", "similarity": "probe"}
+DEFAULT_STAGE1 = "similarity"
 
 
 @dataclasses.dataclass
 class VideoHit:
     video_id: str
     similarity: float  # c of eq. 13
-    stage1: float | None  # max_p <w_M, p> (None in exhaustive mode)
+    stage1: float | None  # max_p <w_M or u, p> (None in exhaustive mode)
     duration: float
     moments: list[list[float]]  # [start, end, score], best first, seconds
 
@@ -63,6 +70,8 @@ class Searcher:
         fingerprint).
       candidates: N, the videos stage 1 hands to the cascade.
       batch_size: videos per cascade call.
+      stage1: which query vector stage 1 takes the maximum inner product with (see
+        STAGE1_VECTORS): "selection" (w_M) or "similarity" (the probe u).
     """
 
     def __init__(
@@ -71,12 +80,18 @@ class Searcher:
         model: SearchModel,
         candidates: int = DEFAULT_CANDIDATES,
         batch_size: int = DEFAULT_BATCH,
+        stage1: str = DEFAULT_STAGE1,
     ) -> None:
         check_model(index.manifest, model, "(opened index)")
+        if stage1 not in STAGE1_VECTORS:
+            raise ValueError(
+                f"stage1 must be one of {sorted(STAGE1_VECTORS)}, got {stage1!r}"
+            )
         self.index = index
         self.model = model
         self.candidates = int(candidates)
         self.batch_size = int(batch_size)
+        self.stage1 = stage1
 
     @classmethod
     def open(
@@ -134,7 +149,13 @@ class Searcher:
             stage1 = None
         else:
             n = max(candidates or self.candidates, top_videos)
-            videos, stage1 = self.index.top_videos(encoded["last"], n)
+            vector = encoded.get(STAGE1_VECTORS[self.stage1])
+            if vector is None:
+                raise ValueError(
+                    f"this model's encode_query gives no {STAGE1_VECTORS[self.stage1]!r} "
+                    f"for --stage1={self.stage1}: export it again with this version"
+                )
+            videos, stage1 = self.index.top_videos(vector, n)
         t2 = time.perf_counter()
         times["stage1"] = (t2 - t1) * 1e3
         scored = self._cascade(videos, encoded)
