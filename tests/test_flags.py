@@ -279,3 +279,60 @@ class FlagfileInEveryModeTest(tf.test.TestCase):
             "vlanet_tf.predict", f"--saved_model={exported}", f"--features={features}",
             "--duration=15", "--query=a person opens a door",
         ))
+
+
+class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
+    """configs/{charades,didemo}_paper.flags carry the paper's recipe (eq. 14: one
+    negative sentence of another video per positive, the margin hinge, no NMS); the
+    default flagfiles differ from them only in the options chosen on validation."""
+
+    # The fields each default flagfile changes, and their values (README,
+    # "Validation-chosen defaults").
+    CHOSEN = {
+        "charades": {
+            "loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine", "nms_iou": 0.3
+        },
+        "didemo": {"loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine"},
+    }
+
+    def setUp(self):
+        super().setUp()
+        vflags.define_all_flags()
+        self.addCleanup(flags.FLAGS.unparse_flags)
+
+    def configs(self, name: str) -> dict:
+        values = flags.FLAGS
+        values.unparse_flags()
+        values(["prog", f"--flagfile={os.path.join(REPO, 'configs', name + '.flags')}"])
+        dataset = "didemo" if name.startswith("didemo") else "charades_sta"
+        model = vflags.model_config_from_flags(values, {**DATA, "dataset": dataset})
+        train = vflags.train_config_from_flags(values)
+        run = vflags.run_config_from_flags(values)
+        fields = {f"model.{k}": v for k, v in dataclasses.asdict(model).items()}
+        fields.update({f"train.{k}": v for k, v in dataclasses.asdict(train).items()})
+        fields.update(
+            {f"run.{k}": v for k, v in dataclasses.asdict(run).items() if k != "model_dir"}
+        )
+        return fields
+
+    @parameterized.parameters("charades", "didemo")
+    def test_paper_flagfile_is_the_paper_recipe(self, name):
+        paper = self.configs(f"{name}_paper")
+        self.assertEqual(paper["train.negative_direction"], "sentence")
+        self.assertEqual(paper["train.num_negatives"], 1)
+        self.assertEqual(paper["train.loss"], "hinge")
+        self.assertEqual(paper["train.margin"], 0.5)
+        self.assertEqual(paper["run.nms_iou"], 0.0)
+        self.assertEqual(paper["train.lr_schedule"], "constant")
+        self.assertTrue(paper["model.use_surrogate_selection"])
+        self.assertTrue(paper["model.use_cross_attention"])
+
+    @parameterized.parameters("charades", "didemo")
+    def test_default_flagfile_is_the_paper_recipe_with_the_chosen_options(self, name):
+        paper, default = self.configs(f"{name}_paper"), self.configs(name)
+        chosen = {
+            (f"run.{k}" if k == "nms_iou" else f"train.{k}"): v
+            for k, v in self.CHOSEN[name].items()
+        }
+        differences = {k: default[k] for k in default if default[k] != paper[k]}
+        self.assertEqual(differences, chosen)

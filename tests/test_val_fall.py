@@ -1,0 +1,53 @@
+"""benchmarks.val_fall: the per-epoch figures it derives, on hand-made inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import val_fall
+
+
+class _Weights:
+    """A model stand-in that returns fixed surrogate weights for every batch."""
+
+    def __init__(self, scores, valid):
+        self.out = {"scores": np.asarray(scores, np.float32), "valid": np.asarray(valid)}
+
+    def __call__(self, inputs, training=False):
+        return self.out
+
+
+BATCH = [{k: None for k in ("query_tokens", "video_features", "video_length", "duration")}]
+
+
+def test_uniform_weights_have_entropy_one_and_top1_one_over_n():
+    model = _Weights([[0.25, 0.25, 0.25, 0.25, 0.0]], [[True, True, True, True, False]])
+    h, top1 = val_fall.entropy_and_top1(model, BATCH)
+    assert h == pytest.approx(1.0)
+    assert top1 == pytest.approx(0.25)
+
+
+def test_one_hot_weights_have_entropy_zero_and_a_skewed_row_in_between():
+    model = _Weights([[1.0, 0.0, 0.0], [0.5, 0.25, 0.25]], [[True] * 3, [True] * 3])
+    h, top1 = val_fall.entropy_and_top1(model, BATCH)
+    skewed = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(3)
+    assert h == pytest.approx((0.0 + skewed) / 2, abs=1e-6)
+    assert top1 == pytest.approx(0.75)
+
+
+def test_summary_reads_the_fall_from_best_to_last_epoch(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    val = [30.0, 42.5, 40.0, 37.0]
+    (run / "history.csv").write_text(
+        "epoch,loss,val_R1@0.5\n" + "".join(f"{e},0.5,{v}\n" for e, v in enumerate(val))
+    )
+    rows = [{"epoch": e, "train_R1@0.5": 10.0 * e} for e in (1, 2, 4)]
+    s = val_fall.summary(str(run), rows)
+    assert (s["best_epoch"], s["epochs"]) == (2, 4)
+    assert (s["val_best"], s["val_last"]) == (42.5, 37.0)
+    assert s["fall"] == pytest.approx(5.5)
+    assert (s["train_at_best"], s["train_last"]) == (20.0, 40.0)
