@@ -61,7 +61,12 @@ def train(run: str, flags: list[str], options: argparse.Namespace) -> None:
 
 
 def entropy_and_top1(model, dataset) -> tuple[float, float]:
-    """Mean normalised entropy and mean largest weight of the surrogate weights."""
+    """Mean normalised entropy and mean largest weight of the surrogate weights.
+
+    The model's `scores` are each surrogate's log weight (SPEC §7; the cascade's log
+    scales), so the weights are their softmax over the valid rows, the shares that
+    make up v_comp.
+    """
     import numpy as np
 
     keys = ("query_tokens", "video_features", "video_length", "duration")
@@ -75,7 +80,8 @@ def entropy_and_top1(model, dataset) -> tuple[float, float]:
             n = w.size
             if n < 2:
                 continue
-            p = w / w.sum()
+            p = np.exp(w - w.max())
+            p /= p.sum()
             h = -np.sum(p * np.log(np.clip(p, 1e-30, None))) / np.log(n)
             entropies.append(h)
             tops.append(p.max())

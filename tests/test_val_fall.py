@@ -11,10 +11,15 @@ from benchmarks import val_fall
 
 
 class _Weights:
-    """A model stand-in that returns fixed surrogate weights for every batch."""
+    """A model stand-in that returns fixed surrogate weights for every batch, as the
+    model does: each one's log (SPEC §7), the masked rows at -1e9."""
 
-    def __init__(self, scores, valid):
-        self.out = {"scores": np.asarray(scores, np.float32), "valid": np.asarray(valid)}
+    def __init__(self, weights, valid):
+        weights, valid = np.asarray(weights, np.float64), np.asarray(valid)
+        log = np.where(valid, np.log(np.clip(weights, 1e-300, None)), -1e9)
+        # A constant per row changes no share: the log scales need not be normalised.
+        log = log - 7.0 * np.arange(len(log))[:, None]
+        self.out = {"scores": log.astype(np.float32), "valid": valid}
 
     def __call__(self, inputs, training=False):
         return self.out
@@ -31,7 +36,7 @@ def test_uniform_weights_have_entropy_one_and_top1_one_over_n():
 
 
 def test_one_hot_weights_have_entropy_zero_and_a_skewed_row_in_between():
-    model = _Weights([[1.0, 0.0, 0.0], [0.5, 0.25, 0.25]], [[True] * 3, [True] * 3])
+    model = _Weights([[1.0, 1e-12, 1e-12], [0.5, 0.25, 0.25]], [[True] * 3, [True] * 3])
     h, top1 = val_fall.entropy_and_top1(model, BATCH)
     skewed = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(3)
     assert h == pytest.approx((0.0 + skewed) / 2, abs=1e-6)
