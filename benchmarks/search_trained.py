@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags
 
+from benchmarks.search import _exponent, p
 from data_prep import build as build_lib
 from data_prep import synthesize
 from vlanet_tf import files
@@ -123,10 +124,6 @@ def collection(root: str, size: int, model: SearchModel):
     return index_dir, records
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q))
-
-
 def measure(searcher: Searcher, records, reference: dict[str, list[str]]) -> dict:
     """Two-stage timings, video R@10 and recall@10 against the exhaustive top 10."""
     for r in records[:3]:
@@ -142,9 +139,9 @@ def measure(searcher: Searcher, records, reference: dict[str, list[str]]) -> dic
         for k in parts:
             parts[k].append(result.timings_ms[k])
     return {
-        "p50_ms": percentile(parts["total"], 50),
-        "p90_ms": percentile(parts["total"], 90),
-        "parts_p50_ms": {k: percentile(v, 50) for k, v in parts.items()},
+        "p50_ms": p(parts["total"], 50),
+        "p90_ms": p(parts["total"], 90),
+        "parts_p50_ms": {k: p(v, 50) for k, v in parts.items()},
         "video_R@10": 100.0 * float(np.mean(found)),
         "recall_at_10_vs_exhaustive": float(np.mean(recall)),
         "recall_queries": len(recall),
@@ -186,7 +183,7 @@ def _exhaustive_summary(similarity, times, searcher: Searcher, records) -> dict:
     }
     found = [r.video_id in top10[r.query_id] for r in records]
     return {
-        "p50_ms": percentile(times[: len(records)], 50),
+        "p50_ms": p(times[: len(records)], 50),
         "video_R@10": 100.0 * float(np.mean(found)),
         "top10": top10,
         "similarity": similarity,
@@ -210,21 +207,21 @@ CANDIDATE_GRID = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 def recall_by_candidates(index: Index, model: SearchModel, records, similarity) -> dict:
     """Recall@10 against the exhaustive top 10 had stage 2 run on stage 1's top N, for
     N over CANDIDATE_GRID (exact stage 1; the exhaustive c of each video is reused)."""
-    out = {}
-    for stage1, key in STAGE1_VECTORS.items():
-        curve = {}
-        for r, c in zip(records, similarity):
-            order = np.argsort(-stage1_scores(index, model.encode_query(r.sentence)[key]),
-                               kind="stable")
-            reference = set(np.argsort(-c, kind="stable")[:10].tolist())
-            for n in CANDIDATE_GRID:
-                if n > index.num_videos:
-                    break
+    curves = {stage1: {} for stage1 in STAGE1_VECTORS}
+    grid = [n for n in CANDIDATE_GRID if n <= index.num_videos]
+    for r, c in zip(records, similarity):
+        encoded = model.encode_query(r.sentence)
+        reference = set(np.argsort(-c, kind="stable")[:10].tolist())
+        for stage1, key in STAGE1_VECTORS.items():
+            order = np.argsort(-stage1_scores(index, encoded[key]), kind="stable")
+            for n in grid:
                 candidates = order[:n]
                 top = candidates[np.argsort(-c[candidates], kind="stable")[:10]]
-                curve.setdefault(n, []).append(len(reference & set(top.tolist())) / 10)
-        out[stage1] = {str(n): float(np.mean(v)) for n, v in curve.items()}
-    return out
+                curves[stage1].setdefault(n, []).append(len(reference & set(top.tolist())) / 10)
+    return {
+        stage1: {str(n): float(np.mean(v)) for n, v in curve.items()}
+        for stage1, curve in curves.items()
+    }
 
 
 def main(argv: Sequence[str]) -> None:
@@ -272,9 +269,10 @@ def main(argv: Sequence[str]) -> None:
         for n in FLAGS.candidates:
             key = f"{stage1}_N{n}"
             if len(rows) >= 2:
-                x = np.log([r["videos"] for r in rows])
-                y = np.log([r["two_stage"][key]["p50_ms"] for r in rows])
-                result[f"exponent_{key}"] = float(np.polyfit(x, y, 1)[0])
+                result[f"exponent_{key}"] = _exponent(
+                    [{"videos": r["videos"], "p50": r["two_stage"][key]["p50_ms"]} for r in rows],
+                    "p50",
+                )
     files.write_json(FLAGS.output, result)
     print(table(rows))
     print(curve_table(rows))

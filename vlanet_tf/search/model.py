@@ -33,6 +33,10 @@ def run_fingerprint(config_path: str, weights_path: str) -> str:
     return digest.hexdigest()
 
 
+# What `encode_query` returns, for both models below.
+ENCODED_QUERY = ("last", "words", "mask", "probe")
+
+
 class SearchModel:
     """The run's layers as three compiled functions (video side, query side, cascade).
 
@@ -168,7 +172,7 @@ class SearchModel:
                 f"the query {sentence!r} has no word left after tokenisation "
                 "(only [a-z0-9'] count)"
             )
-        return {k: out[k].numpy()[0] for k in ("last", "words", "mask", "probe")}
+        return {k: out[k].numpy()[0] for k in ENCODED_QUERY}
 
     def match(
         self,
@@ -200,9 +204,6 @@ def saved_model_fingerprint(saved_model_dir: str) -> str:
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
         files.update_digest(digest, path)
     return digest.hexdigest()
-
-
-ENCODED_QUERY = ("last", "words", "mask", "probe")
 
 
 class SavedModelSearch:

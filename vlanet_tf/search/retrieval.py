@@ -6,9 +6,9 @@ inner product, each video scored by the max over its proposals. The vector is th
 cascade head's first-order probe u (`stage1="similarity"`, the default:
 `CascadedCrossModalAttention.similarity_probe`) or the query's w_M (`"selection"`,
 QueryEncoder `last`: the eq. 3 cosine that picks surrogates; both are unit vectors).
-Stage 2 runs surrogate selection and the cascade (`vlanet_tf.model.match`, the run's layers) on the N best
-videos in batches, from the cached proposals, and ranks them by c (eq. 13); each
-video's moments are ranked by `vlanet_tf.ranking.rank`. `exhaustive=True` runs the
+Stage 2 runs surrogate selection and the cascade (`vlanet_tf.model.match`, the run's
+layers) on the N best videos in batches, from the cached proposals, and ranks them by
+c (eq. 13); each video's moments are ranked by `vlanet_tf.ranking.rank`. `exhaustive=True` runs the
 cascade on every video instead (the reference the two-stage ranking is checked
 against).
 """
