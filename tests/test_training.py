@@ -3,6 +3,7 @@ export and predict reload it."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -212,6 +213,34 @@ class RunExperimentTest(tf.test.TestCase):
         grid = moments[:, 0] / (STRIDE_FRAMES / 24.0)
         np.testing.assert_allclose(grid, np.round(grid), atol=1e-4)
         self.assertFalse(np.allclose(grid / 2, np.round(grid / 2)), "looks like stride 32")
+
+    def test_evaluate_score_mix_reranks_the_trained_weights(self):
+        # --score_mix changes no weight: evaluate applies it to the run's checkpoint.
+        output = os.path.join(self.model_dir, "mixed.json")
+        predictions_path = os.path.join(self.model_dir, "mixed.jsonl")
+        self._main(
+            "vlanet_tf.evaluate",
+            f"--model_dir={self.model_dir}",
+            "--score_mix=5",
+            f"--output={output}",
+            f"--output_predictions={predictions_path}",
+        )
+        options = self.run_dir.load_options()
+        options = dataclasses.replace(
+            options, model=dataclasses.replace(options.model, score_mix=5.0)
+        )
+        model = self.run_dir.load_model(options=options)
+        expected, rankings, _, _ = validation.evaluate_split(
+            model, self.data_dir, "test", max_query_length=MAX_QUERY_LENGTH
+        )
+        self.assertEqual(files.read_json(output), expected)
+        written = [json.loads(line) for line in open(predictions_path)]
+        plain, plain_rankings, _, _ = validation.evaluate_split(
+            self.run_dir.load_model(), self.data_dir, "test", max_query_length=MAX_QUERY_LENGTH
+        )
+        first = lambda ranked: [tuple(np.ravel(r[0])) for r in ranked.values()]  # noqa: E731
+        self.assertEqual(len(written), len(rankings))
+        self.assertNotEqual(first(rankings), first(plain_rankings), "λ = 5 re-ranked nothing")
 
 
 class OptimizerTest(tf.test.TestCase):

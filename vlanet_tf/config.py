@@ -64,6 +64,10 @@ class ModelConfig:
     # equations as printed (E on the re-weighted rows, a sum over m, v_comp = sum_k V_k;
     # `vla_reduction` is then not read).
     cascade_form: str = "project"
+    # A surrogate's localisation score (SPEC §7) is its log weight in v_comp; λ > 0
+    # adds λ·cos(s_k, w_M), its eq. 3 selection cosine (README, "Validation-chosen
+    # defaults"). Rankings only: c, and so the loss, are unchanged.
+    score_mix: float = 0.0
 
     # The Keras dtype policy every layer is built with: the compute dtype of the
     # projections, GRU and attention energies (variables, the log-scale bookkeeping,
@@ -94,6 +98,8 @@ class ModelConfig:
             raise ValueError(
                 f"vla_reduction must be 'mean' or 'sum', got {self.vla_reduction!r}"
             )
+        if not self.score_mix >= 0:
+            raise ValueError(f"score_mix must be >= 0, got {self.score_mix}")
         if self.cross_steps < 1:
             raise ValueError(f"cross_steps must be >= 1, got {self.cross_steps}")
         if self.cascade_form not in ("project", "paper"):

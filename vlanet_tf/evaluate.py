@@ -10,7 +10,8 @@ with every mode):
                              proposal flags (no features, no model);
   --model_dir=DIR            rank a prepared split with a trained run; the run's data
                              directory, query length, geometry and eval top-k are
-                             reloaded from it (flags given explicitly override them).
+                             reloaded from it (flags given explicitly override them;
+                             so does --score_mix, which changes rankings only).
 
 Ground truth comes from the raw annotation files (--dataset, --annotations and, for
 Charades-STA, --durations) when --annotations is given, else from the prepared
@@ -23,6 +24,7 @@ Charades-STA, --durations) when --annotations is given, else from the prepared
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 from absl import app, flags
@@ -128,6 +130,11 @@ def evaluate_model(model_dir: str) -> tuple[dict, Any, ground_truth.Queries, str
     from vlanet_tf.run_dir import RunDir
 
     options = vflags.saved_run_options(FLAGS, model_dir)
+    if FLAGS["score_mix"].present:
+        # Rankings only (no weight depends on it): another λ on the trained weights.
+        options = dataclasses.replace(
+            options, model=dataclasses.replace(options.model, score_mix=FLAGS.score_mix)
+        )
     run = options.run
     model = RunDir(model_dir).load_model(FLAGS.checkpoint, options)
     top_k = FLAGS.top_k if FLAGS.top_k is not None else run.eval_top_k

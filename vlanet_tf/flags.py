@@ -130,6 +130,15 @@ def define_model_flags() -> None:
         "paper = the equations as printed (E on the re-weighted rows, sum over words, "
         "v_comp = sum of V's rows; --vla_reduction is not read).",
     )
+    flags.DEFINE_float(
+        "score_mix",
+        d.score_mix,
+        "λ >= 0: rank a surrogate by its log weight in v_comp plus λ times its eq. 3 "
+        "selection cosine cos(s_k, w_M); 0 = the log weight alone (SPEC §7). Changes "
+        "rankings only, not c or the loss; evaluate --score_mix tries another λ on a "
+        "trained run.",
+        lower_bound=0.0,
+    )
     flags.DEFINE_enum(
         "precision",
         d.precision,

@@ -90,6 +90,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.attention_init_scale,
         video_self_attention_window(config),
         config.cascade_form,
+        config.score_mix,
         dtype=policy,
         name="cascaded_cross_modal_attention",
     )

@@ -61,10 +61,12 @@ class CascadedCrossModalAttention(keras.layers.Layer):
     Call:
         inputs: dict with `video` [B, N, D] and `query` [B, M, D] (unit rows),
         `video_mask` bool [B, N], `query_mask` bool [B, M], and `fallback_scores`
-        [B, N] (read as float32), used as localisation scores when no step updates V.
+        [B, N] (read as float32; the selection cosines), used as localisation scores
+        when no step updates V.
     Returns:
         dict with `similarity` [B] (c), `scores` [B, N] (log of the weight each video
-        row carries into v_comp; MASKED_LOG_WEIGHT where masked), `query_log_scale`
+        row carries into v_comp, plus `score_mix` times its `fallback_scores` when
+        `score_mix` > 0; MASKED_LOG_WEIGHT where masked), `query_log_scale`
         [B, M], `attention_map` [B, N, M] (outer product of the final V and Q, each
         normalised to unit total weight; SPEC §10).
     """
@@ -80,9 +82,12 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         init_scale: float = 1.0,
         video_self_attention_window: int = 0,
         form: str = "project",
+        score_mix: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not score_mix >= 0:
+            raise ValueError(f"score_mix must be >= 0, got {score_mix}")
         if form not in CASCADE_FORMS:
             raise ValueError(f"form must be one of {CASCADE_FORMS}, got {form!r}")
         if cross_steps < 1:
@@ -96,6 +101,7 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.init_scale = init_scale
         self.video_self_attention_window = video_self_attention_window
         self.form = form
+        self.score_mix = float(score_mix)
 
         def attention(name: str, window: int = 0) -> DenseAttention:
             return DenseAttention(
@@ -183,10 +189,15 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         attention_map = tf.einsum(
             "bnd,bmd->bnm", video32 * v_share[..., None], query32 * q_share[..., None]
         )
-        if self.updates_video:
-            scores = v_log
+        fallback = tf.cast(inputs["fallback_scores"], tf.float32)
+        if not self.updates_video:
+            scores = _masked(fallback, video_mask)
+        elif self.score_mix > 0:
+            # log a_n + λ·cos(s_n, w_M): the cascade's weight and the eq. 3 selection
+            # cosine together (`score_mix`; c and the training loss do not read it).
+            scores = _masked(v_log + self.score_mix * fallback, video_mask)
         else:
-            scores = _masked(inputs["fallback_scores"], video_mask)
+            scores = v_log
         return {
             "similarity": similarity[:, 0],
             "scores": scores,
@@ -253,5 +264,6 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             init_scale=self.init_scale,
             video_self_attention_window=self.video_self_attention_window,
             form=self.form,
+            score_mix=self.score_mix,
         )
         return config
