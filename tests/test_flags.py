@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -300,12 +301,12 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
         vflags.define_all_flags()
         self.addCleanup(flags.FLAGS.unparse_flags)
 
-    def configs(self, name: str) -> dict:
+    def configs(self, name: str, **data: Any) -> dict:
         values = flags.FLAGS
         values.unparse_flags()
         values(["prog", f"--flagfile={os.path.join(REPO, 'configs', name + '.flags')}"])
         dataset = "didemo" if name.startswith("didemo") else "charades_sta"
-        model = vflags.model_config_from_flags(values, {**DATA, "dataset": dataset})
+        model = vflags.model_config_from_flags(values, {**DATA, "dataset": dataset, **data})
         train = vflags.train_config_from_flags(values)
         run = vflags.run_config_from_flags(values)
         fields = {f"model.{k}": v for k, v in dataclasses.asdict(model).items()}
@@ -326,6 +327,15 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(paper["train.lr_schedule"], "constant")
         self.assertTrue(paper["model.use_surrogate_selection"])
         self.assertTrue(paper["model.use_cross_attention"])
+
+    def test_i3d_flagfile_differs_from_charades_only_in_its_data(self):
+        c3d = self.configs("charades", feature_dim=1024)
+        i3d = self.configs("charades_i3d", feature_dim=1024)
+        differences = {k: (c3d[k], i3d[k]) for k in c3d if c3d[k] != i3d[k]}
+        # (--expect_feature_dim is checked against the data, not kept in a config.)
+        self.assertEqual(
+            differences, {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
+        )
 
     @parameterized.parameters("charades", "didemo")
     def test_default_flagfile_is_the_paper_recipe_with_the_chosen_options(self, name):
