@@ -14,8 +14,6 @@ record. The JSON keeps every run's figures.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import statistics
 import sys
 from typing import Any, Sequence
@@ -32,10 +30,7 @@ def measure(run_dir: str, mixes: Sequence[float]) -> list[dict[str, Any]]:
     options = run.load_options()
     out = []
     for mix in mixes:
-        mixed = dataclasses.replace(
-            options, model=dataclasses.replace(options.model, score_mix=float(mix))
-        )
-        model = run.load_model("best", mixed)
+        model = run.load_model("best", options.with_model(score_mix=float(mix)))
         row: dict[str, Any] = {"run": run_dir, "score_mix": float(mix)}
         for split in ("val", "test"):
             metrics, _, queries, _ = validation.evaluate_split(
@@ -100,8 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mixes", default="0,0.3,1,3,10,100")
     parser.add_argument("--output", default=None, help="write the JSON here")
     args = parser.parse_args(argv)
+    from vlanet_tf.run_dir import RunDir
+
     runs = [r for r in args.runs.split(",") if r]
-    missing = [r for r in runs if not os.path.isfile(os.path.join(r, "config.json"))]
+    missing = [r for r in runs if not RunDir(r).has_options()]
     if missing:
         parser.error(f"--runs: no trained run (config.json) in {', '.join(missing)}")
     try:

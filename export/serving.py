@@ -61,7 +61,6 @@ MAX_BATCH · MAX_SEGMENT_GROUPS² · 4 bytes = 1 GiB for the attention (README,
 
 from __future__ import annotations
 
-import dataclasses
 
 import json
 import os
@@ -477,9 +476,7 @@ def resolve_run(
     run_dir = RunDir(model_dir)
     options = run_dir.load_options(data_dir=data_dir, max_query_length=max_query_length)
     if precision is not None:
-        options = dataclasses.replace(
-            options, model=dataclasses.replace(options.model, precision=precision)
-        )
+        options = options.with_model(precision=precision)
     model, vocab_path, max_query_length, weights = run_dir.serving_parts(checkpoint, options)
     return model.network, vocab_path, max_query_length, weights
 

@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest

@@ -24,7 +24,6 @@ Charades-STA, --durations) when --annotations is given, else from the prepared
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 from absl import app, flags
@@ -132,9 +131,7 @@ def evaluate_model(model_dir: str) -> tuple[dict, Any, ground_truth.Queries, str
     options = vflags.saved_run_options(FLAGS, model_dir)
     if FLAGS["score_mix"].present:
         # Rankings only (no weight depends on it): another λ on the trained weights.
-        options = dataclasses.replace(
-            options, model=dataclasses.replace(options.model, score_mix=FLAGS.score_mix)
-        )
+        options = options.with_model(score_mix=FLAGS.score_mix)
     run = options.run
     model = RunDir(model_dir).load_model(FLAGS.checkpoint, options)
     top_k = FLAGS.top_k if FLAGS.top_k is not None else run.eval_top_k

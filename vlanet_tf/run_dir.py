@@ -57,6 +57,11 @@ class RunOptions:
     run: RunConfig
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    def with_model(self, **changes: Any) -> "RunOptions":
+        """These options with `changes` to the model config (fields that no weight
+        depends on, such as `precision` or `score_mix`)."""
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, **changes))
+
 
 def _data_extractor(data_dir: str | None) -> dict[str, Any] | None:
     from vlanet_tf.data import prepared

@@ -189,12 +189,12 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         attention_map = tf.einsum(
             "bnd,bmd->bnm", video32 * v_share[..., None], query32 * q_share[..., None]
         )
-        fallback = tf.cast(inputs["fallback_scores"], tf.float32)
         if not self.updates_video:
-            scores = _masked(fallback, video_mask)
+            scores = _masked(inputs["fallback_scores"], video_mask)
         elif self.score_mix > 0:
             # log a_n + λ·cos(s_n, w_M): the cascade's weight and the eq. 3 selection
             # cosine together (`score_mix`; c and the training loss do not read it).
+            fallback = tf.cast(inputs["fallback_scores"], tf.float32)
             scores = _masked(v_log + self.score_mix * fallback, video_mask)
         else:
             scores = v_log
