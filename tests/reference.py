@@ -77,32 +77,40 @@ def project_vla(x, y, w1, w2, y_mask, y_weight=None, reduction="mean", band=None
     return e
 
 
-def project_dense_attention(x, y, w1, w2, x_mask, y_mask, y_weight=None, band=None):
-    """The project's A(X, Y) = diag(softmax_n E) X; returns (outputs, weights, energy)."""
+def project_dense_attention(
+    x, y, w1, w2, x_mask, y_mask, y_weight=None, band=None, temperature=1.0
+):
+    """The project's A(X, Y) = diag(softmax_n E / τ) X; returns (outputs, weights, energy)."""
     e = project_vla(x, y, w1, w2, y_mask, y_weight, band=band)
-    w = softmax_valid(e, x_mask)
+    w = softmax_valid(e / temperature, x_mask)
     return x * w[:, None], w, e
 
 
-def project_cascade(v, q, v_mask, q_mask, self_w, cross_w, sim_w, video_band=None):
+def project_cascade(
+    v, q, v_mask, q_mask, self_w, cross_w, sim_w, video_band=None, temperature=1.0
+):
     """The project's eqs. 9-13 on one example with explicit weight products.
 
     self_w: None or ((w1, w2) for V, (w1, w2) for Q); cross_w: list of (w1, w2);
-    sim_w: (w1, w2); video_band: None or the band w of the video self-attention.
+    sim_w: (w1, w2); video_band: None or the band w of the video self-attention;
+    temperature: τ of every self- and cross-attention's softmax (not of c).
     Returns (c, product of V weights per row).
     """
+    t = temperature
     vw = np.where(v_mask, 1.0, 0.0)
     qw = np.where(q_mask, 1.0, 0.0)
     if self_w is not None:
-        _, a_v, _ = project_dense_attention(v, v, *self_w[0], v_mask, v_mask, vw, band=video_band)
-        _, a_q, _ = project_dense_attention(q, q, *self_w[1], q_mask, q_mask, qw)
+        _, a_v, _ = project_dense_attention(
+            v, v, *self_w[0], v_mask, v_mask, vw, band=video_band, temperature=t
+        )
+        _, a_q, _ = project_dense_attention(q, q, *self_w[1], q_mask, q_mask, qw, temperature=t)
         vw, qw = vw * a_v, qw * a_q
     for i, (w1, w2) in enumerate(cross_w):
         if i % 2 == 0:
-            _, a, _ = project_dense_attention(v, q, w1, w2, v_mask, q_mask, qw)
+            _, a, _ = project_dense_attention(v, q, w1, w2, v_mask, q_mask, qw, temperature=t)
             vw = vw * a
         else:
-            _, a, _ = project_dense_attention(q, v, w1, w2, q_mask, v_mask, vw)
+            _, a, _ = project_dense_attention(q, v, w1, w2, q_mask, v_mask, vw, temperature=t)
             qw = qw * a
     v_comp = (v * vw[:, None]).sum(0)
     c = project_vla(v_comp[None], q, *sim_w, q_mask, qw)[0]

@@ -238,6 +238,30 @@ def test_dense_attention_matches_reference(reduction):
         assert np.all(np.abs(out["energy"].numpy()) < 1)
 
 
+def test_a_temperature_divides_the_energy_before_the_softmax():
+    d = 6
+    x = RNG.normal(size=(2, 7, d)).astype("float32")
+    y = RNG.normal(size=(2, 3, d)).astype("float32")
+    inputs = {"x": x, "y": y, "y_log_scale": np.zeros((2, 3), "float32")}
+    plain = DenseAttention(d, init_scale=3.0)
+    plain(inputs)
+    sharp = DenseAttention(d, init_scale=3.0, temperature=0.2)
+    sharp(inputs)
+    sharp.set_weights(plain.get_weights())
+    a, b = plain(inputs), sharp(inputs)
+    w1, w2 = plain.w1.kernel.numpy(), plain.w2.kernel.numpy()
+    for row in range(2):
+        e = ref.project_vla(x[row], y[row], w1, w2, np.ones(3, bool))
+        np.testing.assert_allclose(b["energy"].numpy()[row], e, atol=1e-5)  # E unchanged
+        np.testing.assert_allclose(
+            b["weights"].numpy()[row], ref.softmax_valid(e / 0.2, np.ones(7, bool)), atol=1e-6
+        )
+    # A lower temperature concentrates the weights: a larger top share.
+    assert np.all(b["weights"].numpy().max(-1) > a["weights"].numpy().max(-1))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        DenseAttention(d, temperature=0.0)
+
+
 def test_dense_attention_padded_y_rows_are_left_out():
     layer = DenseAttention(4)
     x = RNG.normal(size=(1, 3, 4)).astype("float32")
@@ -252,13 +276,23 @@ def test_dense_attention_padded_y_rows_are_left_out():
 
 
 @pytest.mark.parametrize(
-    "self_attention,cross_attention,steps,share",
-    [(True, True, 3, False), (True, True, 4, True), (False, True, 2, False), (True, False, 1, False)],
+    "self_attention,cross_attention,steps,share,temperature",
+    [
+        (True, True, 3, False, 1.0),
+        (True, True, 4, True, 1.0),
+        (False, True, 2, False, 1.0),
+        (True, False, 1, False, 1.0),
+        (True, True, 3, False, 0.1),
+        (True, True, 4, True, 0.25),
+    ],
 )
-def test_cascade_similarity_matches_reference(self_attention, cross_attention, steps, share):
+def test_cascade_similarity_matches_reference(
+    self_attention, cross_attention, steps, share, temperature
+):
     d = 5
     layer = CascadedCrossModalAttention(
-        d, self_attention, cross_attention, steps, share, init_scale=4.0
+        d, self_attention, cross_attention, steps, share, init_scale=4.0,
+        attention_temperature=temperature,
     )
     v = ref.l2n(RNG.normal(size=(2, 6, d))).astype("float32")
     q = ref.l2n(RNG.normal(size=(2, 4, d))).astype("float32")
@@ -281,7 +315,8 @@ def test_cascade_similarity_matches_reference(self_attention, cross_attention, s
     cross_w = [kernels(a) for a in layer.cross]
     for b in range(2):
         c, vw = ref.project_cascade(
-            v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, kernels(layer.similarity_head)
+            v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, kernels(layer.similarity_head),
+            temperature=temperature,
         )
         np.testing.assert_allclose(out["similarity"].numpy()[b], c, atol=1e-5)
         valid = v_mask[b]
@@ -327,8 +362,9 @@ def test_full_cascade_on_90_groups_and_12_words_is_finite_and_discriminative():
         ProposalBuilder(hidden_dim=3, stride_frames=4, window_frames=(128, 256)),
         ProposalBuilder(hidden_dim=3, proposal_mode="didemo"),
         SurrogateSelect(method="mask", enabled=False),
-        DenseAttention(3, reduction="sum", init_scale=0.5),
+        DenseAttention(3, reduction="sum", init_scale=0.5, temperature=0.3),
         CascadedCrossModalAttention(3, False, True, 5, True, "sum", 2.0),
+        CascadedCrossModalAttention(3, attention_temperature=0.2),
     ],
     ids=lambda layer: type(layer).__name__,
 )

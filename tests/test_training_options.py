@@ -212,3 +212,26 @@ def test_cosine_schedule_decays_to_zero_after_the_warmup(warmup):
     assert float(training.build_optimizer(TrainConfig(learning_rate=peak)).learning_rate) == (
         pytest.approx(peak)
     )
+
+
+def test_attention_temperature_sharpens_every_cascade_attention_but_not_c():
+    keras.utils.set_random_seed(0)
+    plain = VLANet(ModelConfig(**SMALL))
+    keras.utils.set_random_seed(0)
+    sharp = VLANet(ModelConfig(**SMALL, attention_temperature=0.05))
+    sharp.network.set_weights(plain.network.get_weights())
+    cascade = sharp.network.get_layer("cascaded_cross_modal_attention")
+    assert {a.temperature for a in [cascade.self_video, cascade.self_query, *cascade.cross]} == {0.05}
+    assert cascade.similarity_head.temperature == 1.0
+    data = {k: tf.constant(v) for k, v in planted_pairs(4, seed=2).items() if k in INPUT_KEYS}
+    a, b = plain(data), sharp(data)
+    valid = a["valid"].numpy()
+
+    def top_share(scores):
+        shares = np.where(valid, np.exp(scores - scores.max(-1, keepdims=True)), 0.0)
+        return (shares.max(-1) / shares.sum(-1)).mean()
+
+    # Each row's weight in v_comp concentrates on fewer surrogates.
+    assert top_share(b["scores"].numpy()) > 2 * top_share(a["scores"].numpy())
+    with pytest.raises(ValueError, match="attention_temperature must be > 0"):
+        ModelConfig(**SMALL, attention_temperature=0.0)

@@ -68,6 +68,10 @@ class ModelConfig:
     # adds λ·cos(s_k, w_M), its eq. 3 selection cosine (README, "Validation-chosen
     # defaults"). Rankings only: c, and so the loss, are unchanged.
     score_mix: float = 0.0
+    # τ of every cascade attention's softmax over rows, softmax_n(E / τ) (eqs. 8-12; not
+    # c): E is bounded, so at the paper's τ = 1 the weights stay near uniform over a
+    # video's rows. <1 lets them peak on a moment.
+    attention_temperature: float = 1.0
 
     # The Keras dtype policy every layer is built with: the compute dtype of the
     # projections, GRU and attention energies (variables, the log-scale bookkeeping,
@@ -100,6 +104,10 @@ class ModelConfig:
             )
         if not self.score_mix >= 0:
             raise ValueError(f"score_mix must be >= 0, got {self.score_mix}")
+        if not self.attention_temperature > 0:
+            raise ValueError(
+                f"attention_temperature must be > 0, got {self.attention_temperature}"
+            )
         if self.cross_steps < 1:
             raise ValueError(f"cross_steps must be >= 1, got {self.cross_steps}")
         if self.cascade_form not in ("project", "paper"):

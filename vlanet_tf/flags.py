@@ -139,6 +139,14 @@ def define_model_flags() -> None:
         "trained run.",
         lower_bound=0.0,
     )
+    flags.DEFINE_float(
+        "attention_temperature",
+        d.attention_temperature,
+        "τ > 0 of the cascade's attentions: each re-weights rows by softmax_n(E / τ) "
+        "instead of softmax_n(E) (eqs. 8-12); c is unchanged. E is bounded, so τ = 1 "
+        "(the paper) keeps the weights near uniform; τ < 1 lets them peak.",
+        lower_bound=1e-6,
+    )
     flags.DEFINE_enum(
         "precision",
         d.precision,

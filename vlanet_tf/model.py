@@ -91,6 +91,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         video_self_attention_window(config),
         config.cascade_form,
         config.score_mix,
+        config.attention_temperature,
         dtype=policy,
         name="cascaded_cross_modal_attention",
     )

@@ -83,6 +83,7 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         video_self_attention_window: int = 0,
         form: str = "project",
         score_mix: float = 0.0,
+        attention_temperature: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,32 +103,39 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.video_self_attention_window = video_self_attention_window
         self.form = form
         self.score_mix = float(score_mix)
+        self.attention_temperature = float(attention_temperature)
 
-        def attention(name: str, window: int = 0) -> DenseAttention:
+        def attention(name: str, window: int = 0, temperature: float = 1.0) -> DenseAttention:
             return DenseAttention(
                 hidden_dim,
                 reduction,
                 init_scale,
                 window,
                 form,
+                temperature,
                 dtype=self.dtype_policy,
                 name=name,
             )
 
+        t = self.attention_temperature
         self.self_video = (
-            attention("self_video", video_self_attention_window) if use_self_attention else None
+            attention("self_video", video_self_attention_window, t) if use_self_attention else None
         )
-        self.self_query = attention("self_query") if use_self_attention else None
+        self.self_query = attention("self_query", temperature=t) if use_self_attention else None
         self.cross = []
         if use_cross_attention:
             if share_cross_weights:
-                shared = [attention("cross_q2v"), attention("cross_v2q")]
+                shared = [
+                    attention("cross_q2v", temperature=t),
+                    attention("cross_v2q", temperature=t),
+                ]
                 self.cross = [shared[i % 2] for i in range(cross_steps)]
             else:
                 self.cross = [
-                    attention(f"cross_{i}_{'q2v' if i % 2 == 0 else 'v2q'}")
+                    attention(f"cross_{i}_{'q2v' if i % 2 == 0 else 'v2q'}", temperature=t)
                     for i in range(cross_steps)
                 ]
+        # c is E itself: the head's temperature would only reach weights nobody reads.
         self.similarity_head = attention("similarity")
 
     @property
@@ -265,5 +273,6 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             video_self_attention_window=self.video_self_attention_window,
             form=self.form,
             score_mix=self.score_mix,
+            attention_temperature=self.attention_temperature,
         )
         return config

@@ -41,6 +41,10 @@ class DenseAttention(keras.layers.Layer):
     instead of the O(N·M) energy matrix; once w >= N it equals the full reduction.
     w = 0 (the default) is the paper's full reduction.
 
+    `temperature` τ divides E before the softmax over n: softmax_n(E / τ). E is
+    bounded (|E| < 1 with `mean`), so at τ = 1 one step can favour a row over another
+    by at most e^2; τ < 1 lets the weights peak on a moment. `energy` is E itself.
+
     W1 and W2 start as N(0, (init_scale / sqrt(D))^2), so E is near 0 and the
     attention near uniform at initialisation; SPEC §5 reports that a sharp start keeps
     the full cascade from learning.
@@ -85,9 +89,12 @@ class DenseAttention(keras.layers.Layer):
         init_scale: float = 1.0,
         window: int = 0,
         form: str = "project",
+        temperature: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         if form not in CASCADE_FORMS:
             raise ValueError(f"form must be one of {CASCADE_FORMS}, got {form!r}")
         if reduction not in ("mean", "sum"):
@@ -99,6 +106,7 @@ class DenseAttention(keras.layers.Layer):
         self.init_scale = float(init_scale)
         self.window = int(window)
         self.form = form
+        self.temperature = float(temperature)
         init = keras.initializers.RandomNormal(stddev=self.init_scale / math.sqrt(hidden_dim))
         self.w1 = keras.layers.Dense(
             hidden_dim, use_bias=False, kernel_initializer=init, dtype=self.dtype_policy, name="w1"
@@ -243,7 +251,8 @@ class DenseAttention(keras.layers.Layer):
         energy = self.vla(
             x, y, inputs.get("y_mask"), inputs.get("y_log_scale"), inputs.get("x_log_scale")
         )
-        log_weights = masked_log_softmax(energy, x_mask)
+        logits = energy if self.temperature == 1.0 else energy / self.temperature
+        log_weights = masked_log_softmax(logits, x_mask)
         weights = tf.where(x_mask, tf.exp(log_weights), tf.zeros_like(log_weights))
         return {
             "outputs": x * tf.cast(weights, x.dtype)[..., None],
@@ -274,6 +283,7 @@ class DenseAttention(keras.layers.Layer):
             init_scale=self.init_scale,
             window=self.window,
             form=self.form,
+            temperature=self.temperature,
         )
         return config
 
