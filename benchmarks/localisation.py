@@ -17,9 +17,12 @@ the test split, all scored by the one evaluator (`python -m vlanet_tf.evaluate`)
   Oracle              data_prep.harder --oracle_predictions: the planted directions known
 
 Cells are mean ± sd over the seeds (sd of n - 1; one seed: no sd). `--quick` runs one
-seed on easy and hard. Every step's output is kept under `--root` and reused when the
-script is run again with the same options, so an interrupted run resumes; the JSON is
-written atomically after every finished row. `--markdown` rewrites the table between
+seed on easy and hard. `--keep_rows=random,tga,...` takes those rows from the JSON
+already at `--output` instead of computing them (refused unless it was made with the
+same data and model options, `SAME_OPTIONS`), so a new "best options" row costs its own
+trainings only; the JSON lists the rows kept. Every step's output is kept under
+`--root` and reused when the script is run again with the same options, so an
+interrupted run resumes; the JSON is written atomically after every finished row. `--markdown` rewrites the table between
 `<!-- table:localisation -->` and `<!-- /table:localisation -->` of that file.
 """
 
@@ -49,6 +52,11 @@ ROW_NAMES = {
     "oracle": "Oracle (planted directions)",
 }
 MARKER = "localisation"
+# What a kept row must share with this run: the data, the seeds and the recipe's size.
+SAME_OPTIONS = (
+    "difficulties", "seeds", "num_videos", "num_test_videos", "data_seed", "hidden_dim",
+    "epochs", "quick",
+)  # fmt: skip
 _START = time.perf_counter()
 
 
@@ -153,11 +161,48 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_level(level: str, options: argparse.Namespace, rows: Sequence[str]) -> dict[str, Any]:
+def kept_rows(options: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """{level: {row: summary}} of `options.keep_rows`, read from `options.output`.
+
+    Raises ValueError unless that file was made with the same `SAME_OPTIONS` and holds
+    every kept row at every difficulty of this run.
+    """
+    if not options.keep_rows:
+        return {}
+    if not os.path.isfile(options.output):
+        raise ValueError(f"--keep_rows: no earlier result at --output={options.output}")
+    earlier = files.read_json(options.output)
+    for key in SAME_OPTIONS:
+        theirs, ours = earlier.get("options", {}).get(key), getattr(options, key)
+        if theirs != ours:
+            raise ValueError(
+                f"--keep_rows: {options.output} was made with {key}={theirs!r}, "
+                f"this run has {key}={ours!r}"
+            )
+    kept: dict[str, dict[str, Any]] = {}
+    for level in options.difficulties:
+        for row in options.keep_rows:
+            summary = earlier.get("levels", {}).get(level, {}).get(row)
+            if summary is None:
+                raise ValueError(f"--keep_rows: {options.output} has no {row} row on {level}")
+            kept.setdefault(level, {})[row] = summary
+    return kept
+
+
+def run_level(
+    level: str,
+    options: argparse.Namespace,
+    rows: Sequence[str],
+    kept: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     root = os.path.join(options.root, level)
     release, data = prepare(level, root, options)
     result: dict[str, Any] = {}
     for row in rows:
+        if kept and row in kept:
+            result[row] = kept[row]
+            log(f"{level}: {ROW_NAMES[row]:<28} R1@0.5 {result[row]['R1@0.5']:6.2f}  (kept)")
+            continue
         start = time.perf_counter()
         if row == "random":
             metrics = _cached(
@@ -263,6 +308,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--best_flags", default="", help="comma-separated extra flags of that row"
     )
+    parser.add_argument(
+        "--keep_rows", default="", help="comma-separated rows kept from --output's JSON"
+    )
     parser.add_argument("--root", default="/tmp/vlanet_localisation")
     parser.add_argument(
         "--output", default=os.path.join(REPO, "benchmarks", "results", "localisation.json")
@@ -273,6 +321,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.difficulties = [lvl for lvl in levels.split(",") if lvl]
     args.seeds = [int(s) for s in (args.seeds or ("1" if args.quick else "1,2,3")).split(",")]
     args.best_flags = [f for f in args.best_flags.split(",") if f]
+    args.keep_rows = [r for r in args.keep_rows.split(",") if r]
+    unknown = sorted(set(args.keep_rows) - set(ROWS) | set(args.keep_rows) & {"vlanet_best"})
+    if unknown:
+        parser.error(
+            f"--keep_rows: {unknown} cannot be kept; choose from "
+            f"{[r for r in ROWS if r != 'vlanet_best']}"
+        )
     if args.best_flagfile and not os.path.isfile(args.best_flagfile):
         parser.error(f"--best_flagfile: {args.best_flagfile} does not exist")
     if not os.path.isdir(args.stats_dir):
@@ -283,19 +338,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     rows = [r for r in ROWS if r != "vlanet_best" or options.best_flagfile or options.best_flags]
+    kept = kept_rows(options)
     result: dict[str, Any] = {
         "difficulties": options.difficulties,
         "rows": rows,
         "seeds": options.seeds,
         "options": {
-            k: v for k, v in vars(options).items() if k not in ("root", "output", "markdown")
+            k: v
+            for k, v in vars(options).items()
+            if k not in ("root", "output", "markdown", "keep_rows")
         },
         "recipe": os.path.relpath(RECIPE, REPO),
+        "kept_rows": options.keep_rows,
         "levels": {},
     }
     log(f"difficulties {options.difficulties}, seeds {options.seeds}, rows {rows}")
     for level in options.difficulties:
-        result["levels"][level] = run_level(level, options, rows)
+        result["levels"][level] = run_level(level, options, rows, kept.get(level))
         result["seconds"] = time.perf_counter() - _START
         files.write_json(options.output, result)
     print(table(result))

@@ -70,3 +70,42 @@ def test_quick_mode_is_one_seed_on_two_levels(tmp_path):
     assert args.seeds == [1, 2, 3] and len(args.difficulties) == 3
     with pytest.raises(SystemExit):
         localisation.parse_args([f"--stats_dir={tmp_path / 'missing'}"])
+
+
+def _earlier(tmp_path, **changes):
+    """An earlier result file, and this run's options with `changes`."""
+    from vlanet_tf import files
+
+    output = str(tmp_path / "localisation.json")
+    result = {**_result(), "options": {"num_videos": 300, "seeds": [1, 2]}}
+    for key in localisation.SAME_OPTIONS:
+        result["options"].setdefault(key, None)
+    files.write_json(output, result)
+    argv = [f"--output={output}", "--difficulties=easy,hard", "--seeds=1,2",
+            "--keep_rows=random,tga", f"--stats_dir={tmp_path}"]
+    options = localisation.parse_args(argv)
+    options.epochs = None
+    for key in ("num_test_videos", "data_seed", "hidden_dim", "quick", "difficulties"):
+        result["options"][key] = getattr(options, key)
+    files.write_json(output, result)
+    vars(options).update(changes)
+    return options
+
+
+def test_kept_rows_come_from_the_earlier_result(tmp_path):
+    kept = localisation.kept_rows(_earlier(tmp_path))
+    assert set(kept) == {"easy", "hard"} and set(kept["hard"]) == {"random", "tga"}
+    assert kept["hard"]["tga"]["R1@0.5"] == 12.345
+
+
+def test_kept_rows_are_refused_from_a_run_on_other_data(tmp_path):
+    with pytest.raises(ValueError, match="num_videos=300.*num_videos=1200"):
+        localisation.kept_rows(_earlier(tmp_path, num_videos=1200))
+    with pytest.raises(ValueError, match="no vlanet row on easy"):
+        localisation.kept_rows(_earlier(tmp_path, keep_rows=["vlanet"]))
+
+
+def test_the_row_being_measured_cannot_be_kept(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        localisation.parse_args([f"--stats_dir={tmp_path}", "--keep_rows=vlanet_best"])
+    assert "cannot be kept" in capsys.readouterr().err
