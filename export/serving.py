@@ -61,7 +61,6 @@ MAX_BATCH · MAX_SEGMENT_GROUPS² · 4 bytes = 1 GiB for the attention (README,
 
 from __future__ import annotations
 
-
 import json
 import os
 import re

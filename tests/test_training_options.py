@@ -221,7 +221,8 @@ def test_attention_temperature_sharpens_every_cascade_attention_but_not_c():
     sharp = VLANet(ModelConfig(**SMALL, attention_temperature=0.05))
     sharp.network.set_weights(plain.network.get_weights())
     cascade = sharp.network.get_layer("cascaded_cross_modal_attention")
-    assert {a.temperature for a in [cascade.self_video, cascade.self_query, *cascade.cross]} == {0.05}
+    attentions = [cascade.self_video, cascade.self_query, *cascade.cross]
+    assert {a.temperature for a in attentions} == {0.05}
     assert cascade.similarity_head.temperature == 1.0
     data = {k: tf.constant(v) for k, v in planted_pairs(4, seed=2).items() if k in INPUT_KEYS}
     a, b = plain(data), sharp(data)

@@ -105,7 +105,9 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.score_mix = float(score_mix)
         self.attention_temperature = float(attention_temperature)
 
-        def attention(name: str, window: int = 0, temperature: float = 1.0) -> DenseAttention:
+        def attention(
+            name: str, window: int = 0, temperature: float = self.attention_temperature
+        ) -> DenseAttention:
             return DenseAttention(
                 hidden_dim,
                 reduction,
@@ -117,26 +119,22 @@ class CascadedCrossModalAttention(keras.layers.Layer):
                 name=name,
             )
 
-        t = self.attention_temperature
         self.self_video = (
-            attention("self_video", video_self_attention_window, t) if use_self_attention else None
+            attention("self_video", video_self_attention_window) if use_self_attention else None
         )
-        self.self_query = attention("self_query", temperature=t) if use_self_attention else None
+        self.self_query = attention("self_query") if use_self_attention else None
         self.cross = []
         if use_cross_attention:
             if share_cross_weights:
-                shared = [
-                    attention("cross_q2v", temperature=t),
-                    attention("cross_v2q", temperature=t),
-                ]
+                shared = [attention("cross_q2v"), attention("cross_v2q")]
                 self.cross = [shared[i % 2] for i in range(cross_steps)]
             else:
                 self.cross = [
-                    attention(f"cross_{i}_{'q2v' if i % 2 == 0 else 'v2q'}", temperature=t)
+                    attention(f"cross_{i}_{'q2v' if i % 2 == 0 else 'v2q'}")
                     for i in range(cross_steps)
                 ]
         # c is E itself: the head's temperature would only reach weights nobody reads.
-        self.similarity_head = attention("similarity")
+        self.similarity_head = attention("similarity", temperature=1.0)
 
     @property
     def input_dtype(self) -> str:

@@ -251,8 +251,7 @@ class DenseAttention(keras.layers.Layer):
         energy = self.vla(
             x, y, inputs.get("y_mask"), inputs.get("y_log_scale"), inputs.get("x_log_scale")
         )
-        logits = energy if self.temperature == 1.0 else energy / self.temperature
-        log_weights = masked_log_softmax(logits, x_mask)
+        log_weights = masked_log_softmax(energy / self.temperature, x_mask)
         weights = tf.where(x_mask, tf.exp(log_weights), tf.zeros_like(log_weights))
         return {
             "outputs": x * tf.cast(weights, x.dtype)[..., None],
