@@ -385,3 +385,50 @@ def test_bad_arguments_raise_clear_errors():
         ProposalBuilder(proposal_mode="tall")
     with pytest.raises(ValueError, match="cross_steps"):
         CascadedCrossModalAttention(4, cross_steps=0)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_shared_similarity_head_is_the_last_q2v_step(steps):
+    d = 5
+    plain = CascadedCrossModalAttention(d, True, True, steps, init_scale=4.0)
+    shared = CascadedCrossModalAttention(
+        d, True, True, steps, init_scale=4.0, share_similarity_head=True
+    )
+    v = ref.l2n(RNG.normal(size=(2, 6, d))).astype("float32")
+    q = ref.l2n(RNG.normal(size=(2, 4, d))).astype("float32")
+    v_mask = np.array([[1] * 6, [1] * 4 + [0] * 2], bool)
+    q_mask = np.array([[1] * 4, [1] * 2 + [0] * 2], bool)
+    inputs = {
+        "video": v * v_mask[..., None],
+        "query": q * q_mask[..., None],
+        "video_mask": v_mask,
+        "query_mask": q_mask,
+        "fallback_scores": np.zeros((2, 6), "float32"),
+    }
+    out = shared(inputs)
+    plain(inputs)
+    # The head's own W1, W2 are gone: one pair fewer than the plain cascade.
+    assert len(shared.trainable_weights) == len(plain.trainable_weights) - 2
+
+    def kernels(att):
+        return att.w1.kernel.numpy(), att.w2.kernel.numpy()
+
+    self_w = (kernels(shared.self_video), kernels(shared.self_query))
+    cross_w = [kernels(a) for a in shared.cross]
+    last_q2v = cross_w[(steps - 1) // 2 * 2]  # steps 0, 2, ... update V
+    for b in range(2):
+        c, _ = ref.project_cascade(v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, last_q2v)
+        np.testing.assert_allclose(out["similarity"].numpy()[b], c, atol=1e-5)
+    # Training c moves the weights that rank the surrogates.
+    with tf.GradientTape() as tape:
+        c = tf.reduce_sum(shared(inputs)["similarity"])
+    head = shared.cross[(steps - 1) // 2 * 2]
+    grads = tape.gradient(c, [head.w1.kernel, head.w2.kernel])
+    assert all(g is not None and float(tf.norm(g)) > 0 for g in grads)
+    clone = CascadedCrossModalAttention.from_config(shared.get_config())
+    assert clone.share_similarity_head and clone.similarity_head is clone.cross[(steps - 1) // 2 * 2]
+
+
+def test_shared_similarity_head_without_cross_attention_keeps_its_own():
+    layer = CascadedCrossModalAttention(5, True, False, 1, share_similarity_head=True)
+    assert layer.cross == [] and layer.similarity_head.name == "similarity"

@@ -72,6 +72,9 @@ class ModelConfig:
     # c): E is bounded, so at the paper's τ = 1 the weights stay near uniform over a
     # video's rows. <1 lets them peak on a moment.
     attention_temperature: float = 1.0
+    # c = E(v_comp, Q) with the last Q2V step's W1, W2 instead of its own (eq. 13): the
+    # function that weights the surrogates is the one the loss scores the pair by.
+    share_similarity_head: bool = False
 
     # The Keras dtype policy every layer is built with: the compute dtype of the
     # projections, GRU and attention energies (variables, the log-scale bookkeeping,

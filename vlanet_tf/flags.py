@@ -147,6 +147,13 @@ def define_model_flags() -> None:
         "(the paper) keeps the weights near uniform; τ < 1 lets them peak.",
         lower_bound=1e-6,
     )
+    flags.DEFINE_bool(
+        "share_similarity_head",
+        d.share_similarity_head,
+        "c = E(v_comp, Q) with the last Q2V cross step's W1, W2 instead of a head of "
+        "its own (eq. 13): the function that weights the surrogates is the one the "
+        "loss scores the pair by. Without cross-attention c keeps its own pair.",
+    )
     flags.DEFINE_enum(
         "precision",
         d.precision,

@@ -92,6 +92,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.cascade_form,
         config.score_mix,
         config.attention_temperature,
+        config.share_similarity_head,
         dtype=policy,
         name="cascaded_cross_modal_attention",
     )

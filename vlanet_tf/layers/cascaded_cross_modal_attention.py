@@ -27,7 +27,11 @@ class CascadedCrossModalAttention(keras.layers.Layer):
        V <- A(V, Q), Q <- A(Q, V), ... Each step has its own W1, W2 unless
        `share_cross_weights`, where all V-updates share one pair and all Q-updates
        another.
-    3. v_comp = sum_k V_k and c = E(v_comp, Q) with its own W1, W2 (eq. 13).
+    3. v_comp = sum_k V_k and c = E(v_comp, Q) with its own W1, W2 (eq. 13), or,
+       with `share_similarity_head` (an option beyond the paper), with the W1, W2 of
+       the last Q2V step: the E that weighs each surrogate in that step is then the
+       function the loss scores the pair by. Without cross-attention the head keeps
+       its own pair.
 
     `video_self_attention_window` = w > 0 restricts E(v_n, V) in the video
     self-attention to the rows within ±w of n (see DenseAttention's `window`), which
@@ -84,6 +88,7 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         form: str = "project",
         score_mix: float = 0.0,
         attention_temperature: float = 1.0,
+        share_similarity_head: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -104,6 +109,7 @@ class CascadedCrossModalAttention(keras.layers.Layer):
         self.form = form
         self.score_mix = float(score_mix)
         self.attention_temperature = float(attention_temperature)
+        self.share_similarity_head = bool(share_similarity_head)
 
         def attention(
             name: str, window: int = 0, temperature: float = self.attention_temperature
@@ -134,7 +140,13 @@ class CascadedCrossModalAttention(keras.layers.Layer):
                     for i in range(cross_steps)
                 ]
         # c is E itself: the head's temperature would only reach weights nobody reads.
-        self.similarity_head = attention("similarity", temperature=1.0)
+        last_q2v = [layer for i, layer in enumerate(self.cross) if i % 2 == 0][-1:]
+        if share_similarity_head and last_q2v:
+            # The last Q2V step's E(s_k, Q) ranks the surrogates and c = E(v_comp, Q)
+            # scores the pair: one function attends and matches (vla reads no τ).
+            self.similarity_head = last_q2v[0]
+        else:
+            self.similarity_head = attention("similarity", temperature=1.0)
 
     @property
     def input_dtype(self) -> str:
@@ -155,7 +167,8 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             if not layer.built:
                 x, y = (video, query) if i % 2 == 0 else (query, video)
                 layer.build({"x": x, "y": y})
-        self.similarity_head.build({"x": (video[0], 1, video[-1]), "y": query})
+        if not self.similarity_head.built:
+            self.similarity_head.build({"x": (video[0], 1, video[-1]), "y": query})
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         video = tf.cast(inputs["video"], self.compute_dtype)
@@ -272,5 +285,6 @@ class CascadedCrossModalAttention(keras.layers.Layer):
             form=self.form,
             score_mix=self.score_mix,
             attention_temperature=self.attention_temperature,
+            share_similarity_head=self.share_similarity_head,
         )
         return config
