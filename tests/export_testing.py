@@ -56,6 +56,12 @@ def exported_run(tmp_path_factory, cascade_form: str = "project") -> ExportedRun
         feature_dim=props["feature_dim"],
         hidden_dim=16,
         cascade_form=cascade_form,
+        # The project form exports the configs' model options (a shared head, τ 0.3).
+        **(
+            {"share_similarity_head": True, "attention_temperature": 0.3}
+            if cascade_form == "project"
+            else {}
+        ),
     )
     train_config = TrainConfig(batch_size=8, epochs=1)
     run_config = RunConfig(

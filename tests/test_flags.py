@@ -291,20 +291,27 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
     # "Validation-chosen defaults").
     CHOSEN = {
         "charades": {
-            "loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine", "nms_iou": 0.3
+            "loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine", "nms_iou": 0.3,
+            "share_similarity_head": True, "attention_temperature": 0.3,
         },
-        "didemo": {"loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine"},
+        "didemo": {
+            "loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine",
+            "share_similarity_head": True, "attention_temperature": 0.3,
+        },
     }
+    RUN_FIELDS = ("nms_iou",)
+    MODEL_FIELDS = ("share_similarity_head", "attention_temperature")
 
     def setUp(self):
         super().setUp()
         vflags.define_all_flags()
         self.addCleanup(flags.FLAGS.unparse_flags)
 
-    def configs(self, name: str, **data: Any) -> dict:
+    def configs(self, name: str, *extra: str, **data: Any) -> dict:
         values = flags.FLAGS
         values.unparse_flags()
-        values(["prog", f"--flagfile={os.path.join(REPO, 'configs', name + '.flags')}"])
+        flagfile = os.path.join(REPO, "configs", name + ".flags")
+        values(["prog", f"--flagfile={flagfile}", *extra])
         dataset = "didemo" if name.startswith("didemo") else "charades_sta"
         model = vflags.model_config_from_flags(values, {**DATA, "dataset": dataset, **data})
         train = vflags.train_config_from_flags(values)
@@ -337,12 +344,27 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
             differences, {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
         )
 
+    def test_i3d_flagfile_with_the_documented_flags_is_the_paper_recipe(self):
+        # The flags charades_i3d.flags and the README give for the paper's recipe.
+        paper_flags = (
+            "--loss=hinge", "--num_negatives=1", "--lr_schedule=constant", "--nms_iou=0",
+            "--noshare_similarity_head", "--attention_temperature=1",
+        )
+        paper = self.configs("charades_paper", feature_dim=1024)
+        i3d = self.configs("charades_i3d", *paper_flags, feature_dim=1024)
+        differences = {k: (paper[k], i3d[k]) for k in paper if paper[k] != i3d[k]}
+        self.assertEqual(
+            differences, {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
+        )
+
     @parameterized.parameters("charades", "didemo")
     def test_default_flagfile_is_the_paper_recipe_with_the_chosen_options(self, name):
         paper, default = self.configs(f"{name}_paper"), self.configs(name)
-        chosen = {
-            (f"run.{k}" if k == "nms_iou" else f"train.{k}"): v
-            for k, v in self.CHOSEN[name].items()
-        }
+        def key(field):
+            if field in self.RUN_FIELDS:
+                return f"run.{field}"
+            return f"model.{field}" if field in self.MODEL_FIELDS else f"train.{field}"
+
+        chosen = {key(k): v for k, v in self.CHOSEN[name].items()}
         differences = {k: default[k] for k in default if default[k] != paper[k]}
         self.assertEqual(differences, chosen)
