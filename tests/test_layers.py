@@ -426,7 +426,8 @@ def test_shared_similarity_head_is_the_last_q2v_step(steps):
     grads = tape.gradient(c, [head.w1.kernel, head.w2.kernel])
     assert all(g is not None and float(tf.norm(g)) > 0 for g in grads)
     clone = CascadedCrossModalAttention.from_config(shared.get_config())
-    assert clone.share_similarity_head and clone.similarity_head is clone.cross[(steps - 1) // 2 * 2]
+    assert clone.share_similarity_head
+    assert clone.similarity_head is clone.cross[(steps - 1) // 2 * 2]
 
 
 def test_shared_similarity_head_without_cross_attention_keeps_its_own():
