@@ -50,18 +50,19 @@ def exported_run(tmp_path_factory, cascade_form: str = "project") -> ExportedRun
     split = {} if cascade_form == "project" else {"val_fraction": 0.25}
     build_lib.build(data_testing.charades_options(release, data_dir, num_shards=1, **split))
     props = data_properties(str(data_dir))
+    # The project form exports the configs' model options (a shared head, τ 0.3).
+    configs_options = (
+        {"share_similarity_head": True, "attention_temperature": 0.3}
+        if cascade_form == "project"
+        else {}
+    )
     model_config = ModelConfig(
         vocab_size=props["vocab_size"],
         word_dim=props["word_dim"],
         feature_dim=props["feature_dim"],
         hidden_dim=16,
         cascade_form=cascade_form,
-        # The project form exports the configs' model options (a shared head, τ 0.3).
-        **(
-            {"share_similarity_head": True, "attention_temperature": 0.3}
-            if cascade_form == "project"
-            else {}
-        ),
+        **configs_options,
     )
     train_config = TrainConfig(batch_size=8, epochs=1)
     run_config = RunConfig(

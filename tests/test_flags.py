@@ -289,18 +289,13 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
 
     # The fields each default flagfile changes, and their values (README,
     # "Validation-chosen defaults").
-    CHOSEN = {
-        "charades": {
-            "loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine", "nms_iou": 0.3,
-            "share_similarity_head": True, "attention_temperature": 0.3,
-        },
-        "didemo": {
-            "loss": "infonce", "num_negatives": 4, "lr_schedule": "cosine",
-            "share_similarity_head": True, "attention_temperature": 0.3,
-        },
+    _BOTH = {
+        "train.loss": "infonce", "train.num_negatives": 4, "train.lr_schedule": "cosine",
+        "model.share_similarity_head": True, "model.attention_temperature": 0.3,
     }
-    RUN_FIELDS = ("nms_iou",)
-    MODEL_FIELDS = ("share_similarity_head", "attention_temperature")
+    CHOSEN = {"charades": {**_BOTH, "run.nms_iou": 0.3}, "didemo": _BOTH}
+    # What charades_i3d.flags changes against the Charades-STA files: its data only.
+    I3D_DATA = {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
 
     def setUp(self):
         super().setUp()
@@ -340,9 +335,7 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
         i3d = self.configs("charades_i3d", feature_dim=1024)
         differences = {k: (c3d[k], i3d[k]) for k in c3d if c3d[k] != i3d[k]}
         # (--expect_feature_dim is checked against the data, not kept in a config.)
-        self.assertEqual(
-            differences, {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
-        )
+        self.assertEqual(differences, self.I3D_DATA)
 
     def test_i3d_flagfile_with_the_documented_flags_is_the_paper_recipe(self):
         # The flags charades_i3d.flags and the README give for the paper's recipe.
@@ -353,18 +346,10 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
         paper = self.configs("charades_paper", feature_dim=1024)
         i3d = self.configs("charades_i3d", *paper_flags, feature_dim=1024)
         differences = {k: (paper[k], i3d[k]) for k in paper if paper[k] != i3d[k]}
-        self.assertEqual(
-            differences, {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
-        )
+        self.assertEqual(differences, self.I3D_DATA)
 
     @parameterized.parameters("charades", "didemo")
     def test_default_flagfile_is_the_paper_recipe_with_the_chosen_options(self, name):
         paper, default = self.configs(f"{name}_paper"), self.configs(name)
-        def key(field):
-            if field in self.RUN_FIELDS:
-                return f"run.{field}"
-            return f"model.{field}" if field in self.MODEL_FIELDS else f"train.{field}"
-
-        chosen = {key(k): v for k, v in self.CHOSEN[name].items()}
         differences = {k: default[k] for k in default if default[k] != paper[k]}
-        self.assertEqual(differences, chosen)
+        self.assertEqual(differences, self.CHOSEN[name])

@@ -275,6 +275,27 @@ def test_dense_attention_padded_y_rows_are_left_out():
 # ---- eqs. 9-13 ---------------------------------------------------------------------
 
 
+def _cascade_inputs(d):
+    """Two padded examples (6 video rows, 4 words; the second one shorter in both) of
+    unit rows: (v, q, v_mask, q_mask, the layer's inputs)."""
+    v = ref.l2n(RNG.normal(size=(2, 6, d))).astype("float32")
+    q = ref.l2n(RNG.normal(size=(2, 4, d))).astype("float32")
+    v_mask = np.array([[1] * 6, [1] * 4 + [0] * 2], bool)
+    q_mask = np.array([[1] * 4, [1] * 2 + [0] * 2], bool)
+    inputs = {
+        "video": v * v_mask[..., None],
+        "query": q * q_mask[..., None],
+        "video_mask": v_mask,
+        "query_mask": q_mask,
+        "fallback_scores": np.zeros((2, 6), "float32"),
+    }
+    return v, q, v_mask, q_mask, inputs
+
+
+def _kernels(att):
+    return att.w1.kernel.numpy(), att.w2.kernel.numpy()
+
+
 @pytest.mark.parametrize(
     "self_attention,cross_attention,steps,share,temperature",
     [
@@ -294,28 +315,13 @@ def test_cascade_similarity_matches_reference(
         d, self_attention, cross_attention, steps, share, init_scale=4.0,
         attention_temperature=temperature,
     )
-    v = ref.l2n(RNG.normal(size=(2, 6, d))).astype("float32")
-    q = ref.l2n(RNG.normal(size=(2, 4, d))).astype("float32")
-    v_mask = np.array([[1] * 6, [1] * 4 + [0] * 2], bool)
-    q_mask = np.array([[1] * 4, [1] * 2 + [0] * 2], bool)
-    out = layer(
-        {
-            "video": v * v_mask[..., None],
-            "query": q * q_mask[..., None],
-            "video_mask": v_mask,
-            "query_mask": q_mask,
-            "fallback_scores": np.zeros((2, 6), "float32"),
-        }
-    )
-
-    def kernels(att):
-        return att.w1.kernel.numpy(), att.w2.kernel.numpy()
-
-    self_w = (kernels(layer.self_video), kernels(layer.self_query)) if self_attention else None
-    cross_w = [kernels(a) for a in layer.cross]
+    v, q, v_mask, q_mask, inputs = _cascade_inputs(d)
+    out = layer(inputs)
+    self_w = (_kernels(layer.self_video), _kernels(layer.self_query)) if self_attention else None
+    cross_w = [_kernels(a) for a in layer.cross]
     for b in range(2):
         c, vw = ref.project_cascade(
-            v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, kernels(layer.similarity_head),
+            v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, _kernels(layer.similarity_head),
             temperature=temperature,
         )
         np.testing.assert_allclose(out["similarity"].numpy()[b], c, atol=1e-5)
@@ -394,40 +400,29 @@ def test_shared_similarity_head_is_the_last_q2v_step(steps):
     shared = CascadedCrossModalAttention(
         d, True, True, steps, init_scale=4.0, share_similarity_head=True
     )
-    v = ref.l2n(RNG.normal(size=(2, 6, d))).astype("float32")
-    q = ref.l2n(RNG.normal(size=(2, 4, d))).astype("float32")
-    v_mask = np.array([[1] * 6, [1] * 4 + [0] * 2], bool)
-    q_mask = np.array([[1] * 4, [1] * 2 + [0] * 2], bool)
-    inputs = {
-        "video": v * v_mask[..., None],
-        "query": q * q_mask[..., None],
-        "video_mask": v_mask,
-        "query_mask": q_mask,
-        "fallback_scores": np.zeros((2, 6), "float32"),
-    }
+    v, q, v_mask, q_mask, inputs = _cascade_inputs(d)
     out = shared(inputs)
     plain(inputs)
     # The head's own W1, W2 are gone: one pair fewer than the plain cascade.
     assert len(shared.trainable_weights) == len(plain.trainable_weights) - 2
 
-    def kernels(att):
-        return att.w1.kernel.numpy(), att.w2.kernel.numpy()
-
-    self_w = (kernels(shared.self_video), kernels(shared.self_query))
-    cross_w = [kernels(a) for a in shared.cross]
-    last_q2v = cross_w[(steps - 1) // 2 * 2]  # steps 0, 2, ... update V
+    last = (steps - 1) // 2 * 2  # steps 0, 2, ... update V
+    self_w = (_kernels(shared.self_video), _kernels(shared.self_query))
+    cross_w = [_kernels(a) for a in shared.cross]
     for b in range(2):
-        c, _ = ref.project_cascade(v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, last_q2v)
+        c, _ = ref.project_cascade(
+            v[b], q[b], v_mask[b], q_mask[b], self_w, cross_w, cross_w[last]
+        )
         np.testing.assert_allclose(out["similarity"].numpy()[b], c, atol=1e-5)
     # Training c moves the weights that rank the surrogates.
     with tf.GradientTape() as tape:
         c = tf.reduce_sum(shared(inputs)["similarity"])
-    head = shared.cross[(steps - 1) // 2 * 2]
+    head = shared.cross[last]
     grads = tape.gradient(c, [head.w1.kernel, head.w2.kernel])
     assert all(g is not None and float(tf.norm(g)) > 0 for g in grads)
     clone = CascadedCrossModalAttention.from_config(shared.get_config())
     assert clone.share_similarity_head
-    assert clone.similarity_head is clone.cross[(steps - 1) // 2 * 2]
+    assert clone.similarity_head is clone.cross[last]
 
 
 def test_shared_similarity_head_without_cross_attention_keeps_its_own():

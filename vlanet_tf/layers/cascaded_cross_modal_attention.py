@@ -140,11 +140,11 @@ class CascadedCrossModalAttention(keras.layers.Layer):
                     for i in range(cross_steps)
                 ]
         # c is E itself: the head's temperature would only reach weights nobody reads.
-        last_q2v = [layer for i, layer in enumerate(self.cross) if i % 2 == 0][-1:]
-        if share_similarity_head and last_q2v:
+        q2v_steps = self.cross[::2]  # steps 0, 2, ... update V
+        if share_similarity_head and q2v_steps:
             # The last Q2V step's E(s_k, Q) ranks the surrogates and c = E(v_comp, Q)
             # scores the pair: one function attends and matches (vla reads no τ).
-            self.similarity_head = last_q2v[0]
+            self.similarity_head = q2v_steps[-1]
         else:
             self.similarity_head = attention("similarity", temperature=1.0)
 
