@@ -120,6 +120,7 @@ def baseline_geometry(dataset: str) -> ProposalGeometry:
         window_frames=tuple(int(w) for w in FLAGS.window_frames),
         didemo_segments=FLAGS.didemo_segments,
         segment_seconds=FLAGS.segment_seconds,
+        min_window_fraction=FLAGS.min_window_fraction,
     )
 
 

@@ -90,6 +90,14 @@ def define_model_flags() -> None:
     flags.DEFINE_float(
         "segment_seconds", d.segment_seconds, "DiDeMo: seconds per segment."
     )
+    flags.DEFINE_float(
+        "min_window_fraction",
+        d.min_window_fraction,
+        "Sliding windows clipped by the video's end to less than this fraction of their "
+        "length are not candidates (outside the first group); 0 keeps them all.",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
     flags.DEFINE_boolean(
         "use_surrogate_selection",
         d.use_surrogate_selection,

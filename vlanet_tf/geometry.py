@@ -34,6 +34,9 @@ DIDEMO_NUM_SEGMENTS = 6
 SEGMENT_TOLERANCE = 1e-6
 
 PROPOSAL_MODES = ("sliding", "didemo")
+# Seconds of slack in `min_window_fraction`'s length test, so that the NumPy candidates
+# and the float32 graph agree on windows at the threshold.
+LENGTH_TOLERANCE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,9 @@ class ProposalGeometry:
       window_frames: the L window lengths of a segment group, in frames.
       didemo_segments: segments per DiDeMo video.
       segment_seconds: seconds per DiDeMo segment.
+      min_window_fraction: sliding only. A window that the video's end clips to less
+        than this fraction of its nominal length is not a candidate, except in group 0
+        (so every video keeps one). 0 keeps every clipped window (SPEC §2).
     """
 
     mode: str = "sliding"
@@ -55,6 +61,7 @@ class ProposalGeometry:
     window_frames: tuple[int, ...] = (176, 208, 240)
     didemo_segments: int = DIDEMO_NUM_SEGMENTS
     segment_seconds: float = DIDEMO_SEGMENT_SECONDS
+    min_window_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         # Normalised so that equal geometries compare and serialise equal.
@@ -63,6 +70,11 @@ class ProposalGeometry:
         object.__setattr__(self, "window_frames", tuple(int(w) for w in self.window_frames))
         object.__setattr__(self, "didemo_segments", int(self.didemo_segments))
         object.__setattr__(self, "segment_seconds", float(self.segment_seconds))
+        object.__setattr__(self, "min_window_fraction", float(self.min_window_fraction))
+        if not 0.0 <= self.min_window_fraction <= 1.0:
+            raise ValueError(
+                f"min_window_fraction must be in [0, 1], got {self.min_window_fraction}"
+            )
         if self.mode not in PROPOSAL_MODES:
             raise ValueError(f"proposal_mode must be 'sliding' or 'didemo', got {self.mode!r}")
         if self.mode == "sliding":
@@ -175,11 +187,21 @@ class ProposalGeometry:
     def candidates(self, duration: float) -> np.ndarray:
         """The candidate moments of a video that a ranking may return, ``[C, 2]`` seconds.
 
-        Sliding: every window of `sliding_windows`. DiDeMo: the canonical pairs of the
-        video's own segments, in seconds (s·5, (e + 1)·5).
+        Sliding: the windows of `sliding_windows` that `min_window_fraction` keeps.
+        DiDeMo: the canonical pairs of the video's own segments, in seconds (s·5,
+        (e + 1)·5).
         """
         if self.mode == "sliding":
-            return self.sliding_windows(duration)
+            windows = self.sliding_windows(duration)
+            if self.min_window_fraction == 0.0:
+                return windows
+            nominal = np.tile(np.asarray(self.window_seconds), len(windows) // self.num_scales)
+            long_enough = (
+                windows[:, 1] - windows[:, 0]
+                >= self.min_window_fraction * nominal - LENGTH_TOLERANCE
+            )
+            long_enough[: self.num_scales] = True  # group 0
+            return windows[long_enough]
         pairs = self.didemo_pairs(self.num_segments(duration)).astype(np.float64)
         return np.stack(
             [pairs[:, 0] * self.segment_seconds, (pairs[:, 1] + 1.0) * self.segment_seconds],
@@ -196,6 +218,7 @@ def geometry_of(config: Any) -> ProposalGeometry:
         window_frames=tuple(config.window_frames),
         didemo_segments=config.didemo_segments,
         segment_seconds=config.segment_seconds,
+        min_window_fraction=getattr(config, "min_window_fraction", 0.0),
     )
 
 

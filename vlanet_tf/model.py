@@ -71,6 +71,7 @@ def build_vlanet(config: ModelConfig) -> keras.Model:
         config.window_frames,
         config.didemo_segments,
         config.segment_seconds,
+        config.min_window_fraction,
         dtype=policy,
         name="proposal_builder",
     )

@@ -52,6 +52,7 @@ def build_tga(config: ModelConfig, inputs: dict[str, keras.KerasTensor]) -> kera
         config.window_frames,
         config.didemo_segments,
         config.segment_seconds,
+        config.min_window_fraction,
         dtype=policy,
         name="clip_encoder",
     )

@@ -43,6 +43,7 @@ class ClipEncoder(keras.layers.Layer):
         window_frames: Sequence[int] = (176, 208, 240),
         didemo_segments: int = DIDEMO_NUM_SEGMENTS,
         segment_seconds: float = DIDEMO_SEGMENT_SECONDS,
+        min_window_fraction: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -53,6 +54,7 @@ class ClipEncoder(keras.layers.Layer):
         self.window_frames = tuple(int(w) for w in window_frames)
         self.didemo_segments = int(didemo_segments)
         self.segment_seconds = float(segment_seconds)
+        self.min_window_fraction = float(min_window_fraction)
         self.projection = keras.layers.Dense(
             hidden_dim, dtype=self.dtype_policy, name="clip_projection"
         )
@@ -63,6 +65,7 @@ class ClipEncoder(keras.layers.Layer):
             self.window_frames,
             self.didemo_segments,
             self.segment_seconds,
+            self.min_window_fraction,
         )
 
     @property
@@ -132,5 +135,6 @@ class ClipEncoder(keras.layers.Layer):
             window_frames=list(self.window_frames),
             didemo_segments=self.didemo_segments,
             segment_seconds=self.segment_seconds,
+            min_window_fraction=self.min_window_fraction,
         )
         return config

@@ -10,6 +10,7 @@ import tensorflow as tf
 from vlanet_tf.geometry import (
     DIDEMO_NUM_SEGMENTS,
     DIDEMO_SEGMENT_SECONDS,
+    LENGTH_TOLERANCE,
     SEGMENT_TOLERANCE,
     ProposalGeometry,
 )
@@ -39,7 +40,9 @@ def proposal_windows(
         clips each window covers. K is the largest number of groups in the batch.
 
     Sliding mode: group k starts at k * stride / fps seconds and exists while its start
-    is before the video's end; group 0 always exists. Windows are clipped at the end.
+    is before the video's end; group 0 always exists. Windows are clipped at the end;
+    with `geometry.min_window_fraction` > 0, one clipped to less than that fraction of
+    its nominal length is masked (outside group 0).
     Clip features are spread evenly over the duration. DiDeMo mode: K = L = the number
     of segments; window (k, l) covers segments k .. k + l and is valid only when it
     stays inside the video's own segments, `geometry.num_segments(duration)` (the
@@ -95,6 +98,12 @@ def proposal_windows(
         clip_end = tf.clip_by_value(clip_end, clip_start + 1, tf.maximum(t, 1))
         mask = group_exists[:, :, None] & has_clips[:, None, None]
         mask = tf.broadcast_to(mask, tf.shape(clip_start))
+        if geometry.min_window_fraction > 0.0:
+            long_enough = (end - start) >= (
+                geometry.min_window_fraction * widths[None, None, :] - LENGTH_TOLERANCE
+            )
+            first_group = tf.equal(tf.range(num_groups), 0)[None, :, None]
+            mask = mask & (long_enough | first_group)
     return {
         "windows": windows,
         "mask": mask,
@@ -136,6 +145,7 @@ class ProposalBuilder(keras.layers.Layer):
         window_frames: Sequence[int] = (176, 208, 240),
         didemo_segments: int = DIDEMO_NUM_SEGMENTS,
         segment_seconds: float = DIDEMO_SEGMENT_SECONDS,
+        min_window_fraction: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -146,6 +156,7 @@ class ProposalBuilder(keras.layers.Layer):
         self.window_frames = tuple(int(w) for w in window_frames)
         self.didemo_segments = int(didemo_segments)
         self.segment_seconds = float(segment_seconds)
+        self.min_window_fraction = float(min_window_fraction)
         self.projection = keras.layers.Dense(
             hidden_dim, dtype=self.dtype_policy, name="proposal_projection"
         )
@@ -157,6 +168,7 @@ class ProposalBuilder(keras.layers.Layer):
             self.window_frames,
             self.didemo_segments,
             self.segment_seconds,
+            self.min_window_fraction,
         )
 
     def _geometry(self) -> dict[str, Any]:
@@ -167,6 +179,7 @@ class ProposalBuilder(keras.layers.Layer):
             window_frames=self.window_frames,
             didemo_segments=self.didemo_segments,
             segment_seconds=self.segment_seconds,
+            min_window_fraction=self.min_window_fraction,
         )
 
     @property
