@@ -17,6 +17,11 @@ epoch checkpoint is reloaded and measured on the same data:
                              weight: how sharp the ranking attention is
   |W|                        root of the summed squared Frobenius norms of the
                              attention kernels W1, W2 (every Dense Attention)
+  val cut, R1 cut, R1 rest   the share of val queries whose top-ranked moment is a
+                             window the video's end cut below the shortest window
+                             length, and val R1@0.5 among those queries and among the
+                             others (from the epoch's val predictions file): whether
+                             the ranking drifts onto the few-clip windows at the end
   loss, lr                   from history.csv
 
     python -m benchmarks.val_fall --data_dir=runs/vf/data --root=runs/vf \
@@ -88,6 +93,41 @@ def entropy_and_top1(model, dataset) -> tuple[float, float]:
     return float(np.mean(entropies)), float(np.mean(tops))
 
 
+def cut_top1(predictions_path: str, queries: dict, shortest: float) -> dict[str, float]:
+    """How many val top-1 moments are windows cut short by the video's end.
+
+    A top-ranked moment counts as cut when it ends at the video's end and is shorter
+    than `shortest` (the smallest window, seconds): only clipping makes a sliding
+    window shorter than that. Returns `cut` (% of the queries), and R1@0.5 (%) over
+    the cut ones (`R1_cut`, NaN without any) and over the others (`R1_rest`).
+    """
+    import numpy as np
+
+    from vlanet_tf.evaluation import predictions
+
+    def iou(a, b):
+        inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+        union = max(a[1], b[1]) - min(a[0], b[0])
+        return inter / union if union > 0 else 0.0
+
+    hits = {True: [], False: []}
+    for query_id, ranked in predictions.read(predictions_path, queries).items():
+        truth = queries[query_id]
+        start, end = (float(x) for x in ranked[0][:2])
+        cut = end >= truth.duration - 1e-3 and end - start < shortest - 1e-3
+        best = max(iou((start, end), m) for m in np.asarray(truth.moments, float))
+        hits[cut].append(best >= 0.5)
+    total = len(hits[True]) + len(hits[False])
+    if not total:
+        raise ValueError(f"{predictions_path}: no prediction")
+    share = lambda h: 100.0 * float(np.mean(h)) if h else float("nan")  # noqa: E731
+    return {
+        "cut": 100.0 * len(hits[True]) / total,
+        "R1_cut": share(hits[True]),
+        "R1_rest": share(hits[False]),
+    }
+
+
 def attention_norm(model) -> float:
     import numpy as np
 
@@ -121,6 +161,8 @@ def measure(run: str, options: argparse.Namespace) -> list[dict]:
     train_set = validation.split_dataset(options.data_dir, "train")
     val_set = validation.split_dataset(options.data_dir, "val")
     dataset_name, train_queries = ground_truth.from_shards(options.data_dir, "train")
+    _, val_queries = ground_truth.from_shards(options.data_dir, "val")
+    shortest = min(run_options.model.geometry.window_seconds)
     for epoch, path in enumerate(checkpoints, start=1):
         if epoch not in chosen:
             continue
@@ -141,6 +183,8 @@ def measure(run: str, options: argparse.Namespace) -> list[dict]:
         row["val_pos_sim"] = float(h["val_pos_sim"])
         row["val_entropy"], row["val_top1"] = entropy_and_top1(model, val_set)
         row["attention_norm"] = attention_norm(model)
+        cut = cut_top1(run_dir.predictions_path("val", epoch), val_queries, shortest)
+        row.update({f"val_{k}": v for k, v in cut.items()})
         row["loss"] = float(h["loss"])
         row["train_pos_sim_during_training"] = float(h["pos_sim"])
         rows.append(row)
@@ -157,7 +201,10 @@ def format_row(row: dict) -> str:
         f"train {row['train_R1@0.5']:5.1f}  val {row['val_R1@0.5']:5.1f}  "
         f"train gap {row['train_gap']:.3f}  val gap {row['val_gap']:.3f}  "
         f"H {row['val_entropy']:.3f}  top1 {row['val_top1']:.3f}  "
-        f"|W| {row['attention_norm']:.1f}  loss {row['loss']:.4f}"
+        f"|W| {row['attention_norm']:.1f}  loss {row['loss']:.4f}  "
+        f"cut {row.get('val_cut', float('nan')):4.1f}%  "
+        f"R1 cut {row.get('val_R1_cut', float('nan')):5.1f}  "
+        f"R1 rest {row.get('val_R1_rest', float('nan')):5.1f}"
     )
 
 

@@ -56,3 +56,44 @@ def test_summary_reads_the_fall_from_best_to_last_epoch(tmp_path):
     assert (s["val_best"], s["val_last"]) == (42.5, 37.0)
     assert s["fall"] == pytest.approx(5.5)
     assert (s["train_at_best"], s["train_last"]) == (20.0, 40.0)
+
+
+def test_cut_top1_counts_end_windows_shorter_than_the_shortest_and_scores_each_part(tmp_path):
+    from vlanet_tf.evaluation.ground_truth import GroundTruth
+
+    def truth(query_id, duration, start, end):
+        return GroundTruth(query_id, query_id, duration, np.array([[start, end]]), None)
+
+    queries = {
+        # Top-1 cut at the end (2 s < 7 s) and wrong: IoU 0 with [3, 10].
+        "a": truth("a", 30.0, 3.0, 10.0),
+        # Cut at the end and right: [26, 30] against [25.5, 30], IoU 4 / 4.5.
+        "b": truth("b", 30.0, 25.5, 30.0),
+        # Ends at the video's end but is a whole window (7.5 s): not cut; right.
+        "c": truth("c", 20.0, 12.0, 20.0),
+        # Short but not at the end: not cut; wrong.
+        "d": truth("d", 20.0, 0.0, 8.0),
+    }
+    tops = {"a": [28.0, 30.0], "b": [26.0, 30.0], "c": [12.5, 20.0], "d": [10.0, 14.0]}
+    path = tmp_path / "val.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"query_id": "{q}", "video_id": "{q}", "moments": [[{s}, {e}, 1.0], [0.0, 1.0, 0.5]]}}\n'
+            for q, (s, e) in tops.items()
+        )
+    )
+    got = val_fall.cut_top1(str(path), queries, shortest=7.0)
+    assert got["cut"] == pytest.approx(50.0)
+    assert got["R1_cut"] == pytest.approx(50.0)
+    assert got["R1_rest"] == pytest.approx(50.0)
+    tops["b"] = [0.0, 7.0]  # now wrong and not cut
+    path.write_text(
+        "".join(
+            f'{{"query_id": "{q}", "video_id": "{q}", "moments": [[{s}, {e}, 1.0]]}}\n'
+            for q, (s, e) in tops.items()
+        )
+    )
+    got = val_fall.cut_top1(str(path), queries, shortest=7.0)
+    assert got["cut"] == pytest.approx(25.0)
+    assert got["R1_cut"] == pytest.approx(0.0)
+    assert got["R1_rest"] == pytest.approx(100.0 / 3)
