@@ -293,7 +293,10 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
         "train.loss": "infonce", "train.num_negatives": 4, "train.lr_schedule": "cosine",
         "model.share_similarity_head": True, "model.attention_temperature": 0.3,
     }
-    CHOSEN = {"charades": {**_BOTH, "run.nms_iou": 0.3}, "didemo": _BOTH}
+    CHOSEN = {
+        "charades": {**_BOTH, "run.nms_iou": 0.3, "model.min_window_fraction": 0.5},
+        "didemo": _BOTH,
+    }
     # What charades_i3d.flags changes against the Charades-STA files: its data only.
     I3D_DATA = {"run.data_dir": ("data/charades_sta", "data/charades_sta_i3d")}
 
@@ -342,6 +345,7 @@ class RecipeFlagfilesTest(tf.test.TestCase, parameterized.TestCase):
         paper_flags = (
             "--loss=hinge", "--num_negatives=1", "--lr_schedule=constant", "--nms_iou=0",
             "--noshare_similarity_head", "--attention_temperature=1",
+            "--min_window_fraction=0",
         )
         paper = self.configs("charades_paper", feature_dim=1024)
         i3d = self.configs("charades_i3d", *paper_flags, feature_dim=1024)
