@@ -60,6 +60,20 @@ class LayerCase:
         return self.cls(**{**self.init_kwargs, **overrides})
 
 
+def video_batch(
+    rng: np.random.Generator, durations: list[float], lengths: list[int], feature_dim: int = 5
+) -> dict[str, np.ndarray]:
+    """Proposal-layer inputs: random clip features, zero past each video's length."""
+    feats = rng.normal(size=(len(lengths), max(lengths), feature_dim)).astype("float32")
+    for i, n in enumerate(lengths):
+        feats[i, n:] = 0
+    return {
+        "video_features": feats,
+        "video_length": np.array(lengths, "int32"),
+        "duration": np.array(durations, "float32"),
+    }
+
+
 def _map(fn: Callable, tree: Any) -> Any:
     return tf.nest.map_structure(fn, tree)
 

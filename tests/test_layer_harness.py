@@ -43,20 +43,12 @@ def _tokens():
     return tokens * (np.arange(6)[None] < lengths[:, None]).astype("int32")
 
 
-def _video(t=12, lengths=(12, 7), durations=(6.0, 3.5)):
-    rng = _rng()
-    features = rng.normal(size=(len(lengths), t, 5)).astype("float32")
-    for i, n in enumerate(lengths):
-        features[i, n:] = 0
-    return {
-        "video_features": features,
-        "video_length": np.array(lengths, "int32"),
-        "duration": np.array(durations, "float32"),
-    }
+def _video(lengths=(12, 7), durations=(6.0, 3.5)):
+    return lt.video_batch(_rng(), list(durations), list(lengths))
 
 
 def _didemo_video():
-    return _video(t=6, lengths=(6, 4), durations=(30.0, 20.0))
+    return _video(lengths=(6, 4), durations=(30.0, 20.0))
 
 
 def _text_guided():

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests import reference as ref
+from tests.layer_testing import video_batch
 from vlanet_tf.layers import (
     CascadedCrossModalAttention,
     DenseAttention,
@@ -68,15 +69,7 @@ def test_query_encoder_word_vectors_shape_checked():
 
 
 def _video_batch(durations, lengths, feature_dim=5):
-    t = max(lengths)
-    feats = RNG.normal(size=(len(lengths), t, feature_dim)).astype("float32")
-    for i, n in enumerate(lengths):
-        feats[i, n:] = 0
-    return {
-        "video_features": feats,
-        "video_length": np.array(lengths, "int32"),
-        "duration": np.array(durations, "float32"),
-    }
+    return video_batch(RNG, durations, lengths, feature_dim)
 
 
 def test_sliding_proposals_windows_seconds_and_pooled_features():

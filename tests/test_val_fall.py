@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -76,24 +77,21 @@ def test_cut_top1_counts_end_windows_shorter_than_the_shortest_and_scores_each_p
     }
     tops = {"a": [28.0, 30.0], "b": [26.0, 30.0], "c": [12.5, 20.0], "d": [10.0, 14.0]}
     path = tmp_path / "val.jsonl"
-    path.write_text(
-        "".join(
-            f'{{"query_id": "{q}", "video_id": "{q}", "moments": [[{s}, {e}, 1.0], [0.0, 1.0, 0.5]]}}\n'
-            for q, (s, e) in tops.items()
-        )
-    )
-    got = val_fall.cut_top1(str(path), queries, shortest=7.0)
+
+    def cut_top1(*lower):  # `lower`: moments ranked after each top-1
+        lines = []
+        for q, top in tops.items():
+            moments = [[*top, 1.0]] + [[*m, 0.5] for m in lower]
+            lines.append(json.dumps({"query_id": q, "video_id": q, "moments": moments}) + "\n")
+        path.write_text("".join(lines))
+        return val_fall.cut_top1(str(path), queries, shortest=7.0)
+
+    got = cut_top1((0.0, 1.0))
     assert got["cut"] == pytest.approx(50.0)
     assert got["R1_cut"] == pytest.approx(50.0)
     assert got["R1_rest"] == pytest.approx(50.0)
     tops["b"] = [0.0, 7.0]  # now wrong and not cut
-    path.write_text(
-        "".join(
-            f'{{"query_id": "{q}", "video_id": "{q}", "moments": [[{s}, {e}, 1.0]]}}\n'
-            for q, (s, e) in tops.items()
-        )
-    )
-    got = val_fall.cut_top1(str(path), queries, shortest=7.0)
+    got = cut_top1()
     assert got["cut"] == pytest.approx(25.0)
     assert got["R1_cut"] == pytest.approx(0.0)
     assert got["R1_rest"] == pytest.approx(100.0 / 3)

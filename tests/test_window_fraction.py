@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.layer_testing import video_batch
 from vlanet_tf.config import ModelConfig
 from vlanet_tf.geometry import ProposalGeometry
 from vlanet_tf.layers import ProposalBuilder
@@ -33,17 +34,9 @@ def kept_windows(duration: float, fraction: float) -> list[tuple[float, float]]:
     return sorted(kept)
 
 
-def _batch(durations, clips_per_second=2.0, feature_dim=5):
-    rng = np.random.default_rng(3)
+def _batch(durations, clips_per_second=2.0):
     lengths = [max(1, int(round(d * clips_per_second))) for d in durations]
-    feats = rng.normal(size=(len(durations), max(lengths), feature_dim)).astype("float32")
-    for i, n in enumerate(lengths):
-        feats[i, n:] = 0
-    return {
-        "video_features": feats,
-        "video_length": np.array(lengths, "int32"),
-        "duration": np.array(durations, "float32"),
-    }
+    return video_batch(np.random.default_rng(3), durations, lengths)
 
 
 def _layer(fraction: float) -> ProposalBuilder:
