@@ -104,19 +104,15 @@ def cut_top1(predictions_path: str, queries: dict, shortest: float) -> dict[str,
     import numpy as np
 
     from vlanet_tf.evaluation import predictions
-
-    def iou(a, b):
-        inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-        union = max(a[1], b[1]) - min(a[0], b[0])
-        return inter / union if union > 0 else 0.0
+    from vlanet_tf.spans import temporal_iou
 
     hits = {True: [], False: []}
     for query_id, ranked in predictions.read(predictions_path, queries).items():
         truth = queries[query_id]
         start, end = (float(x) for x in ranked[0][:2])
         cut = end >= truth.duration - 1e-3 and end - start < shortest - 1e-3
-        best = max(iou((start, end), m) for m in np.asarray(truth.moments, float))
-        hits[cut].append(best >= 0.5)
+        best = temporal_iou(np.asarray(truth.moments, float), [start, end]).max()
+        hits[cut].append(bool(best >= 0.5))
     total = len(hits[True]) + len(hits[False])
     if not total:
         raise ValueError(f"{predictions_path}: no prediction")

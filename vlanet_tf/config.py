@@ -46,7 +46,7 @@ class ModelConfig:
     segment_seconds: float = DIDEMO_SEGMENT_SECONDS
     # Sliding windows that the video's end clips to less than this fraction of their
     # nominal length are not candidates (outside group 0); 0 keeps them all (SPEC §2).
-    # A window of a few clips pools little of their noise, and such windows took the
+    # A window of a few clips averages little of their noise away; such windows took the
     # top rank more and more as training went on (README, "Why validation R1@0.5 fell").
     min_window_fraction: float = 0.0
 

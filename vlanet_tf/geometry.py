@@ -218,7 +218,7 @@ def geometry_of(config: Any) -> ProposalGeometry:
         window_frames=tuple(config.window_frames),
         didemo_segments=config.didemo_segments,
         segment_seconds=config.segment_seconds,
-        min_window_fraction=getattr(config, "min_window_fraction", 0.0),
+        min_window_fraction=config.min_window_fraction,
     )
 
 
