@@ -23,7 +23,7 @@ SMOKE_TRAIN, SMOKE_TEST = 10, 4  # the default suite: the pipeline's plumbing
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory):
-    return _pipeline(tmp_path_factory.mktemp("own_videos"), NUM_TRAIN, NUM_TEST, epochs=3,
+    return _pipeline(tmp_path_factory.mktemp("own_videos"), NUM_TRAIN, NUM_TEST, epochs=8,
                      cli_extract=True)
 
 
