@@ -218,6 +218,16 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def write_result(path: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Writes a benchmark result as indented JSON with sorted keys and returns it as read
+    back, so that a page rendered from the return value has the file's row order (a
+    page rendered from the file again is the same page)."""
+    text = json.dumps(result, indent=2, sort_keys=True, default=json_default)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    return json.loads(text)
+
+
 def section_main(
     measure: Callable[[BenchOptions, str], dict[str, Any]],
     argv: Sequence[str] | None = None,

@@ -429,9 +429,7 @@ def merge_run(path: str, markdown: str | None, quick: bool) -> int:
     section["options"] = dataclasses.asdict(options)
     result.setdefault("sections", {})["precision"] = section
     result.setdefault("section_seconds", {})["precision"] = section["seconds"]
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, sort_keys=True, default=common.json_default)
-        f.write("\n")
+    result = common.write_result(path, result)
     if markdown:
         report.write_page(result, markdown)
     print(report.markdown_table(report.TABLES["precision_train"](result)))

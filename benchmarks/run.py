@@ -37,6 +37,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from benchmarks import (
+    common,
     corpus,
     data_build,
     pipeline,
@@ -187,12 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = BenchOptions.quick_options() if args.quick else BenchOptions()
     sections = [s for s in args.sections.split(",") if s]
     result = run(options, log=lambda s: print(s, file=sys.stderr, flush=True), sections=sections)
-    text = json.dumps(result, indent=2, sort_keys=True, default=json_default)
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    # The page's rows follow the file's (sorted) order, so rendering the file again
-    # gives the same page.
-    result = json.loads(text)
+    result = common.write_result(args.output, result)
     if "targets" not in result:
         print(json.dumps(result["sections"], indent=2, sort_keys=True, default=json_default))
         if args.markdown:
