@@ -63,6 +63,8 @@ class FlagsTest(tf.test.TestCase, parameterized.TestCase):
                     arg, expected = f"--{'no' if value else ''}{field.name}", not value
                 elif field.name == "window_frames":
                     arg, expected = "--window_frames=96,128", (96, 128)
+                elif field.name == "ema_momentum":  # In [0, 1).
+                    arg, expected = "--ema_momentum=0.9", 0.9
                 elif field.name in (
                     "proposal_mode", "optimizer", "vla_reduction", "precision", "cascade_form",
                     "negative_direction", "loss", "lr_schedule", "architecture",

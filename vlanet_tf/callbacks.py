@@ -211,12 +211,18 @@ def epoch_callbacks(
     attention_example: int = 0,
     early_stopping_patience: int = 0,
     nms_iou: float = 0.0,
+    averaged_weights: bool = False,
 ) -> list[Any]:
     """What every epoch writes to the run directory: val ranking and the best weights,
     history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars; with a
-    patience, the early stop on the val metric."""
+    patience, the early stop on the val metric. With `averaged_weights` (an optimizer
+    with `use_ema`) all of them see the moving average of the weights
+    (`AveragedWeights`), and training goes on from the weights as trained."""
     # First: a non-finite epoch must reach none of the writers below.
     callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
+    swap = AveragedWeights() if averaged_weights else None
+    if swap is not None:
+        callbacks.append(swap.put_in)
     if val_dataset is not None:
         ranking = ValidationRanking(
             val_dataset, data_dir, run_dir, top_k, attention_example, nms_iou
@@ -230,11 +236,56 @@ def epoch_callbacks(
         print(f"warning: {data_dir} has no val split; best = last epoch")
         if early_stopping_patience > 0:
             print("warning: no val split to stop early on; training all epochs")
-    return callbacks + [
+    callbacks += [
         keras.callbacks.CSVLogger(run_dir.history_path, append=True),
         EpochCheckpoint(run_dir),
         keras.callbacks.TensorBoard(run_dir.tensorboard_dir, write_graph=False, profile_batch=0),
     ]
+    if swap is not None:
+        callbacks.append(swap.take_out)
+    return callbacks
+
+
+class AveragedWeights:
+    """Puts the optimizer's moving average of the weights (Polyak averaging, Keras'
+    `use_ema`) in the model for the epoch's writers, then the weights as trained back.
+
+    `put_in` goes before the writers and `take_out` after them, both at the epoch's
+    end: validation, the best and epoch checkpoints, history and TensorBoard see the
+    average; the backup (after `take_out`) holds the weights as trained, with the
+    average in the optimizer, so a resumed run goes on from both. An epoch checkpoint
+    therefore holds the two swapped (`ResumableBackup` swaps them back when it resumes
+    from one). The swap is Keras' own (`keras.callbacks.SwapEMAWeights`, which swaps
+    around `evaluate` and knows the strategy's replicas), called at these two points.
+    """
+
+    def __init__(self) -> None:
+        self._swap = keras.callbacks.SwapEMAWeights()
+        self.put_in = _SwapAt(self, averaged=True)
+        self.take_out = _SwapAt(self, averaged=False)
+        self.averaged = False
+
+    def set(self, model: keras.Model, averaged: bool) -> None:
+        """Swaps the model's weights with the average unless they already are `averaged`."""
+        if self.averaged != averaged:
+            swap_weights(self._swap, model)
+            self.averaged = averaged
+
+
+def swap_weights(swapper: keras.callbacks.SwapEMAWeights, model: keras.Model) -> None:
+    """Exchanges `model`'s trainable weights with its optimizer's moving average."""
+    swapper.set_model(model)
+    swapper._swap_variables()
+
+
+class _SwapAt(keras.callbacks.Callback):
+    def __init__(self, weights: AveragedWeights, averaged: bool) -> None:
+        super().__init__()
+        self.weights = weights
+        self.averaged = averaged
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.weights.set(self.model, self.averaged)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -262,10 +313,12 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     continues from the last epoch.
     """
 
-    def __init__(self, run_dir: RunDir) -> None:
+    def __init__(self, run_dir: RunDir, averaged_weights: bool = False) -> None:
         super().__init__(run_dir.backup_dir, delete_checkpoint=False)
         self.run_dir = run_dir
         self.initial_epoch: int | None = None
+        # Epoch checkpoints then hold the average as the model (`AveragedWeights`).
+        self.averaged_weights = averaged_weights
 
     def _candidates(self) -> list[tuple[int, str, str | None]]:
         """(epoch, weights path, expected sha256) of every saved state, newest first."""
@@ -304,6 +357,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             except ValueError as error:
                 print(f"warning: {error}; resuming from an older state", flush=True)
                 continue
+            if path != self._weights_path and self.averaged_weights:
+                swap_weights(keras.callbacks.SwapEMAWeights(), self.model)
             if path != self._weights_path or epoch:
                 print(f"resuming after epoch {epoch} from {path}", flush=True)
             self.initial_epoch = epoch

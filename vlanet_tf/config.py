@@ -178,6 +178,9 @@ class TrainConfig:
     lr_schedule: str = "constant"
     # Stop after this many epochs without a better validation metric; 0: never.
     early_stopping_patience: int = 0
+    # Validate, checkpoint and keep the exponential moving average of the weights
+    # (Polyak averaging; Keras' `use_ema`) with this momentum per step; 0: off.
+    ema_momentum: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -221,6 +221,8 @@ def train(
         # After the epoch's files, so that a resumed run never skips them.
         state.save(epoch + 1)
     callback_list.on_train_end(logs)
+    # As Model.fit ends: the moving average of the weights, when kept, is the model.
+    model.optimizer.finalize_variable_values(model.trainable_variables)
 
     if not chief:
         return {"history": [], "best": None, "model": model}

@@ -239,6 +239,14 @@ def define_train_flags() -> None:
         lower_bound=0,
     )
     flags.DEFINE_float(
+        "ema_momentum",
+        d.ema_momentum,
+        "Validate, checkpoint and keep the moving average of the weights (Keras' "
+        "use_ema), updated every step with this momentum; 0: off, the weights as trained.",
+        lower_bound=0.0,
+        upper_bound=0.9999,
+    )
+    flags.DEFINE_float(
         "clipnorm", d.clipnorm, "Clip the global norm of the all-replica gradient; <= 0: off."
     )
     flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (all replicas).")

@@ -69,12 +69,19 @@ def build_optimizer(
     else:
         learning_rate = config.learning_rate
     # Gradient clipping is done by VLANet.train_step on the all-replica gradient.
+    if not 0.0 <= config.ema_momentum < 1.0:
+        raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum}")
+    # The moving average of the weights, updated by every `apply`; the epoch's writers
+    # see it (`callbacks.AveragedWeights`).
+    ema: dict[str, Any] = (
+        {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
+    )
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **ema)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.Adam(learning_rate, **ema)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, **ema)
     raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd', got {config.optimizer!r}")
 
 
@@ -223,6 +230,7 @@ def run_callbacks(
         attention_example=run_config.attention_example,
         early_stopping_patience=train_config.early_stopping_patience,
         nms_iou=run_config.nms_iou,
+        averaged_weights=train_config.ema_momentum > 0,
     )
 
 
@@ -250,7 +258,7 @@ def fit(
     run = prepare_run(model_config, train_config, run_config, strategy)
     # Last of the run's own, so that everything an epoch writes exists before it counts
     # as done.
-    backup = ResumableBackup(run.run_dir)
+    backup = ResumableBackup(run.run_dir, averaged_weights=train_config.ema_momentum > 0)
     backup.set_model(run.model)
     with strategy.scope():
         initial_epoch = backup.restore()
