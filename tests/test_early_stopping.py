@@ -11,21 +11,14 @@ import pytest
 from tests import training_testing
 from vlanet_tf import experiment
 from vlanet_tf.callbacks import StopWithoutImprovement, stopped_early
-from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
-from vlanet_tf.data import prepared
+from vlanet_tf.config import RunConfig, TrainConfig
 from vlanet_tf.run_dir import RunDir
 
 
 @pytest.mark.slow
 def test_stops_after_patience_epochs_without_improvement_and_across_a_resume(tmp_path, capsys):
     data_dir = str(training_testing.make_data_dir(tmp_path))
-    properties = prepared.data_properties(data_dir)
-    model_config = ModelConfig(
-        vocab_size=properties["vocab_size"],
-        word_dim=properties["word_dim"],
-        feature_dim=properties["feature_dim"],
-        hidden_dim=8,
-    )
+    model_config = training_testing.tiny_model_config(data_dir)
     # A zero learning rate keeps the weights, so the val metric never improves on the
     # first epoch's.
     train_config = TrainConfig(

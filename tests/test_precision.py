@@ -16,7 +16,6 @@ import tensorflow as tf
 from tests import data_testing, training_testing
 from vlanet_tf import training
 from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
-from vlanet_tf.data import prepared
 from vlanet_tf.run_dir import RunDir
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -38,14 +37,7 @@ def data_dir(tmp_path_factory):
 
 
 def _configs(data_dir: str, precision: str, model_dir: str, **train: float):
-    props = prepared.data_properties(data_dir)
-    model = ModelConfig(
-        vocab_size=props["vocab_size"],
-        word_dim=props["word_dim"],
-        feature_dim=props["feature_dim"],
-        hidden_dim=8,
-        precision=precision,
-    )
+    model = training_testing.tiny_model_config(data_dir, precision=precision)
     train_config = TrainConfig(batch_size=8, learning_rate=0.01, **train)
     run = RunConfig(data_dir=data_dir, model_dir=model_dir, strategy="one_device", verbose=0)
     return model, train_config, run

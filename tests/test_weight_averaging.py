@@ -19,8 +19,7 @@ import pytest
 
 from tests import training_testing
 from vlanet_tf import custom_loop, experiment, training
-from vlanet_tf.config import ModelConfig, RunConfig, TrainConfig
-from vlanet_tf.data import prepared
+from vlanet_tf.config import RunConfig, TrainConfig
 from vlanet_tf.model import VLANet
 from vlanet_tf.run_dir import RunDir
 from vlanet_tf.strategy import build_strategy
@@ -63,13 +62,7 @@ def data_dir(tmp_path_factory):
 
 
 def configs(data_dir, model_dir, epochs=2, momentum=MOMENTUM):
-    properties = prepared.data_properties(data_dir)
-    model = ModelConfig(
-        vocab_size=properties["vocab_size"],
-        word_dim=properties["word_dim"],
-        feature_dim=properties["feature_dim"],
-        hidden_dim=8,
-    )
+    model = training_testing.tiny_model_config(data_dir)
     train = TrainConfig(
         batch_size=8, epochs=epochs, learning_rate=0.05, clipnorm=0.0, ema_momentum=momentum
     )

@@ -15,6 +15,8 @@ import numpy as np
 
 from data_prep import build as build_lib
 from tests import data_testing
+from vlanet_tf.config import ModelConfig
+from vlanet_tf.data import prepared
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough that a CLI run (TF start-up included) takes seconds on two cores.
@@ -34,6 +36,18 @@ def make_data_dir(directory: Path, num_videos: int = 24, num_test: int = 8) -> P
     output = directory / "data"
     build_lib.build(data_testing.charades_options(release, output, val_fraction=0.25))
     return output
+
+
+def tiny_model_config(data_dir: str | Path, **options: Any) -> ModelConfig:
+    """A hidden-8 ModelConfig sized to `data_dir`'s vocabulary and features."""
+    properties = prepared.data_properties(str(data_dir))
+    return ModelConfig(
+        vocab_size=properties["vocab_size"],
+        word_dim=properties["word_dim"],
+        feature_dim=properties["feature_dim"],
+        hidden_dim=8,
+        **options,
+    )
 
 
 def run_train(args: Sequence[str], env: dict[str, str] | None = None, timeout: int = 240):
