@@ -217,12 +217,11 @@ def epoch_callbacks(
     history.csv, checkpoints/epoch-NNN.weights.h5 and TensorBoard scalars; with a
     patience, the early stop on the val metric. With `averaged_weights` (an optimizer
     with `use_ema`) all of them see the moving average of the weights
-    (`AveragedWeights`), and training goes on from the weights as trained."""
+    (`SwapAveragedWeights`), and training goes on from the weights as trained."""
     # First: a non-finite epoch must reach none of the writers below.
     callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
-    swap = AveragedWeights() if averaged_weights else None
-    if swap is not None:
-        callbacks.append(swap.put_in)
+    if averaged_weights:
+        callbacks.append(SwapAveragedWeights())  # In: the writers below see the average.
     if val_dataset is not None:
         ranking = ValidationRanking(
             val_dataset, data_dir, run_dir, top_k, attention_example, nms_iou
@@ -241,51 +240,33 @@ def epoch_callbacks(
         EpochCheckpoint(run_dir),
         keras.callbacks.TensorBoard(run_dir.tensorboard_dir, write_graph=False, profile_batch=0),
     ]
-    if swap is not None:
-        callbacks.append(swap.take_out)
+    if averaged_weights:
+        callbacks.append(SwapAveragedWeights())  # Out: training goes on as trained.
     return callbacks
 
 
-class AveragedWeights:
-    """Puts the optimizer's moving average of the weights (Polyak averaging, Keras'
-    `use_ema`) in the model for the epoch's writers, then the weights as trained back.
+class SwapAveragedWeights(keras.callbacks.Callback):
+    """At every epoch's end, exchanges the model's weights with the optimizer's moving
+    average of them (Polyak averaging, Keras' `use_ema`).
 
-    `put_in` goes before the writers and `take_out` after them, both at the epoch's
-    end: validation, the best and epoch checkpoints, history and TensorBoard see the
-    average; the backup (after `take_out`) holds the weights as trained, with the
-    average in the optimizer, so a resumed run goes on from both. An epoch checkpoint
-    therefore holds the two swapped (`ResumableBackup` swaps them back when it resumes
-    from one). The swap is Keras' own (`keras.callbacks.SwapEMAWeights`, which swaps
-    around `evaluate` and knows the strategy's replicas), called at these two points.
+    `epoch_callbacks` places one before the writers and one after them: validation,
+    the best and epoch checkpoints, history and TensorBoard see the average, and the
+    backup (after the second) holds the weights as trained, with the average in the
+    optimizer, so a resumed run goes on from both. An epoch checkpoint therefore holds
+    the two exchanged (`ResumableBackup` exchanges them back when it resumes from one).
     """
 
-    def __init__(self) -> None:
-        self._swap = keras.callbacks.SwapEMAWeights()
-        self.put_in = _SwapAt(self, averaged=True)
-        self.take_out = _SwapAt(self, averaged=False)
-        self.averaged = False
-
-    def set(self, model: keras.Model, averaged: bool) -> None:
-        """Swaps the model's weights with the average unless they already are `averaged`."""
-        if self.averaged != averaged:
-            swap_weights(self._swap, model)
-            self.averaged = averaged
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        swap_averaged_weights(self.model)
 
 
-def swap_weights(swapper: keras.callbacks.SwapEMAWeights, model: keras.Model) -> None:
-    """Exchanges `model`'s trainable weights with its optimizer's moving average."""
+def swap_averaged_weights(model: keras.Model) -> None:
+    """Exchanges `model`'s trainable weights with its optimizer's moving average, by
+    Keras' own swap (`keras.callbacks.SwapEMAWeights`, which swaps around `evaluate`
+    and knows the strategy's replicas and a LossScaleOptimizer's inner optimizer)."""
+    swapper = keras.callbacks.SwapEMAWeights()
     swapper.set_model(model)
     swapper._swap_variables()
-
-
-class _SwapAt(keras.callbacks.Callback):
-    def __init__(self, weights: AveragedWeights, averaged: bool) -> None:
-        super().__init__()
-        self.weights = weights
-        self.averaged = averaged
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.weights.set(self.model, self.averaged)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -317,7 +298,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         super().__init__(run_dir.backup_dir, delete_checkpoint=False)
         self.run_dir = run_dir
         self.initial_epoch: int | None = None
-        # Epoch checkpoints then hold the average as the model (`AveragedWeights`).
+        # Epoch checkpoints then hold the average as the model (`SwapAveragedWeights`).
         self.averaged_weights = averaged_weights
 
     def _candidates(self) -> list[tuple[int, str, str | None]]:
@@ -358,7 +339,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 print(f"warning: {error}; resuming from an older state", flush=True)
                 continue
             if path != self._weights_path and self.averaged_weights:
-                swap_weights(keras.callbacks.SwapEMAWeights(), self.model)
+                swap_averaged_weights(self.model)
             if path != self._weights_path or epoch:
                 print(f"resuming after epoch {epoch} from {path}", flush=True)
             self.initial_epoch = epoch

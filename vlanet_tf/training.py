@@ -72,7 +72,7 @@ def build_optimizer(
     if not 0.0 <= config.ema_momentum < 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum}")
     # The moving average of the weights, updated by every `apply`; the epoch's writers
-    # see it (`callbacks.AveragedWeights`).
+    # see it (`callbacks.SwapAveragedWeights`).
     ema: dict[str, Any] = (
         {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
     )
