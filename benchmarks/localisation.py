@@ -169,12 +169,19 @@ def train_and_test(
 
 def val_course(model_dir: str) -> dict[str, float]:
     """Val R1@0.5 at the run's best epoch and at its last, and the fall between them,
-    from the run's `history.csv` (one row per epoch)."""
+    from the run's `history.csv` (one row per epoch). {} (the fall target then reads
+    n/a), with a logged line, when the file or its column is missing: the run's test
+    metrics are kept either way."""
     path = os.path.join(model_dir, "history.csv")
-    with open(path, encoding="utf-8", newline="") as f:
-        values = [float(row["val_R1@0.5"]) for row in csv.DictReader(f)]
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            values = [float(row["val_R1@0.5"]) for row in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError) as error:
+        log(f"{path}: no val R1@0.5 course ({error!r}); its fall is not recorded")
+        return {}
     if not values:
-        raise ValueError(f"{path}: no epochs")
+        log(f"{path}: no epochs; its fall is not recorded")
+        return {}
     return {"val_best": max(values), "val_last": values[-1], "val_fall": max(values) - values[-1]}
 
 
@@ -289,6 +296,10 @@ def run_level(
     return result
 
 
+# A target's check at one level: (met, the figure printed), or None without the figure.
+Verdict = tuple[bool, str] | None
+
+
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets against `result`: each {"target", "met", "detail"}.
 
@@ -302,32 +313,38 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     def row(level: str, name: str) -> dict[str, Any]:
         return result["levels"][level].get(name) or {}
 
-    def lead_over(other: str, at_least: float) -> Callable[[str], tuple[bool, str] | None]:
-        def check(level: str) -> tuple[bool, str] | None:
+    def lead_over(other: str, at_least: float, strict: bool) -> Callable[[str], Verdict]:
+        def check(level: str) -> Verdict:
             best, base = row(level, "vlanet_best"), row(level, other)
             if "R1@0.5" not in best or "R1@0.5" not in base:
                 return None
             gap = best["R1@0.5"] - base["R1@0.5"]
-            return (gap >= at_least if at_least else gap > 0), f"{gap:+.2f}"
+            return (gap > at_least if strict else gap >= at_least), f"{gap:+.2f}"
 
         return check
 
-    def above_random(level: str) -> tuple[bool, str] | None:
+    def above_random(level: str) -> Verdict:
         best, random = row(level, "vlanet_best"), row(level, "random")
         if any(k not in best or k not in random for k in R5_KEYS):
             return None
         gaps = [best[k] - random[k] for k in R5_KEYS]
         return min(gaps) > 0, " / ".join(f"{g:+.2f}" for g in gaps)
 
-    def val_falls(level: str) -> tuple[bool, str] | None:
+    def val_falls(level: str) -> Verdict:
         falls = [r.get("val_fall") for r in row(level, "vlanet_best").get("per_seed", [])]
         if not falls or None in falls:
             return None
         return max(falls) <= MAX_VAL_FALL, " / ".join(f"{x:.2f}" for x in falls)
 
     checks = [
-        (f"VLANet (best options) R1@0.5 at least {TGA_LEAD:g} above TGA", lead_over("tga", TGA_LEAD)),
-        ("VLANet (best options) R1@0.5 above the paper recipe", lead_over("vlanet", 0.0)),
+        (
+            f"VLANet (best options) R1@0.5 at least {TGA_LEAD:g} above TGA",
+            lead_over("tga", TGA_LEAD, strict=False),
+        ),
+        (
+            "VLANet (best options) R1@0.5 above the paper recipe",
+            lead_over("vlanet", 0.0, strict=True),
+        ),
         ("VLANet (best options) R5@0.3 / 0.5 / 0.7 above Random", above_random),
         (
             f"val R1@0.5 falls at most {MAX_VAL_FALL:g} from each best-options run's best "
@@ -443,7 +460,11 @@ def report(result: dict[str, Any], markdown: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if options.report:
-        report(files.read_json(options.output), options.markdown)
+        result = files.read_json(options.output)
+        missing = [k for k in ("difficulties", "rows", "levels") if k not in result]
+        if missing:
+            raise ValueError(f"{options.output}: not a result of this script (no {missing})")
+        report(result, options.markdown)
         return 0
     rows = [r for r in ROWS if r != "vlanet_best" or options.best_flagfile or options.best_flags]
     kept = kept_rows(options)

@@ -193,3 +193,18 @@ def test_report_prints_the_table_and_the_targets_of_a_result(tmp_path, capsys):
     assert "[missed] VLANet (best options) R1@0.5 at least 5 above TGA: easy +6.00, hard +4.00" in printed
     with pytest.raises(SystemExit):
         localisation.parse_args(["--report", f"--output={tmp_path / 'missing.json'}"])
+
+
+def test_a_run_without_a_val_course_keeps_its_metrics_and_reads_na(tmp_path, capsys):
+    # No history.csv: nothing to read the fall from, and the benchmark goes on.
+    assert localisation.val_course(str(tmp_path)) == {}
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")  # trained without val
+    assert localisation.val_course(str(tmp_path)) == {}
+    assert "its fall is not recorded" in capsys.readouterr().err
+
+
+def test_report_refuses_a_json_that_is_not_a_result(tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text('{"R1@0.5": 3.0}')
+    with pytest.raises(ValueError, match=r"other.json: not a result of this script"):
+        localisation.main(["--report", f"--output={other}"])

@@ -181,14 +181,14 @@ class TuneCliTest(tf.test.TestCase):
         self.assertFalse((self.root / "bad" / "trials").exists())
 
     @pytest.mark.slow
-    def test_the_ablation_grid_writes_one_hparams_session_per_variant(self):
+    def test_the_ablation_grid_writes_one_hparams_session_per_variant_and_table3s_order(self):
         grid_dir = self.root / "grid"
         done = run_main(
             "vlanet_tf.ablations",
             f"--data_dir={self.data_dir}",
             f"--model_dir={self.root / 'unused'}",
             f"--ablation_dir={grid_dir}",
-            "--variants=no_cross_attention",
+            "--variants=stride8_w176-208-240,no_cross_attention,no_surrogate_selection",
             "--epochs=1",
             "--steps_per_epoch=2",
             *training_testing.TINY_FLAGS,
@@ -202,6 +202,17 @@ class TuneCliTest(tf.test.TestCase):
             session["metrics"]["test_R1@0.5"], test["metrics"]["R1@0.5"], 4
         )
         self.assertIn("val_R1@0.5", session["metrics"])
+        # With the full model and both ablations in the grid, Table 3's order is printed
+        # and written under the table, from the same test metrics.
+        r1 = {
+            name: json.loads((grid_dir / name / "test_metrics.json").read_text())["metrics"]["R1@0.5"]
+            for name in ("stride8_w176-208-240", "no_cross_attention", "no_surrogate_selection")
+        }
+        order = next(x for x in done.stdout.splitlines() if x.startswith("Table 3's order"))
+        self.assertIn(f"full model {r1['stride8_w176-208-240']:.2f} above w/o cross-attention "
+                      f"{r1['no_cross_attention']:.2f}", order)
+        self.assertIn(f"w/o surrogate selection {r1['no_surrogate_selection']:.2f} the lowest", order)
+        self.assertIn(order, (grid_dir / "table3.md").read_text())
 
 
 if __name__ == "__main__":

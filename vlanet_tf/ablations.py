@@ -191,12 +191,13 @@ def main(argv: Sequence[str]) -> None:
             trial_id=variant.name,
         )
     table = table3(rows, columns)
+    order = table3_order(by_name, full_model_name(base), "R1" if dataset == "didemo" else "R1@0.5")
     path = FLAGS.table or os.path.join(ablation_dir, "table3.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write(f"{dataset}, test split, best epoch on val:\n\n{table}\n")
+        if order:
+            f.write(f"\n{order}\n")
     print(table)
-    key = "R1" if dataset == "didemo" else "R1@0.5"
-    order = table3_order(by_name, full_model_name(base), key)
     if order:
         print(order)
     print(f"(written to {path})")
