@@ -38,7 +38,6 @@ and trains nothing.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.common import trained_and_tested
 from vlanet_tf import files
+from vlanet_tf.run_dir import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "configs", "synthetic.flags")
@@ -169,18 +169,18 @@ def train_and_test(
 
 def val_course(model_dir: str) -> dict[str, float]:
     """Val R1@0.5 at the run's best epoch and at its last, and the fall between them,
-    from the run's `history.csv` (one row per epoch). {} (the fall target then reads
-    n/a), with a logged line, when the file or its column is missing: the run's test
-    metrics are kept either way."""
-    path = os.path.join(model_dir, "history.csv")
+    from the run's history (`RunDir.read_history`: one row per epoch, a resumed epoch's
+    row replacing the old one). {} (the fall target then reads n/a), with a logged
+    line, when there is no val course to read: the run's test metrics are kept either
+    way."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            values = [float(row["val_R1@0.5"]) for row in csv.DictReader(f)]
+        history = RunDir(model_dir).read_history()
     except (OSError, KeyError, ValueError) as error:
-        log(f"{path}: no val R1@0.5 course ({error!r}); its fall is not recorded")
+        log(f"{model_dir}: unreadable history ({error!r}); its fall is not recorded")
         return {}
+    values = [row["val_R1@0.5"] for row in history if "val_R1@0.5" in row]
     if not values:
-        log(f"{path}: no epochs; its fall is not recorded")
+        log(f"{model_dir}: no val R1@0.5 in its history; its fall is not recorded")
         return {}
     return {"val_best": max(values), "val_last": values[-1], "val_fall": max(values) - values[-1]}
 
@@ -310,8 +310,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """
     levels = result["difficulties"]
 
-    def row(level: str, name: str) -> dict[str, Any]:
-        return result["levels"][level].get(name) or {}
+    def row(level: str, name: str) -> dict[str, Any]:  # {} for a level not yet run
+        return result["levels"].get(level, {}).get(name) or {}
 
     def lead_over(other: str, at_least: float, strict: bool) -> Callable[[str], Verdict]:
         def check(level: str) -> Verdict:
@@ -364,11 +364,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def targets_text(result: dict[str, Any]) -> str:
+def targets_text(found: Sequence[dict[str, Any]]) -> str:
+    """`targets`' list, a line each."""
     verdict = {True: "met", False: "missed", None: "n/a"}
-    return "\n".join(
-        f"[{verdict[t['met']]:>6}] {t['target']}: {t['detail']}" for t in targets(result)
-    )
+    return "\n".join(f"[{verdict[t['met']]:>6}] {t['target']}: {t['detail']}" for t in found)
 
 
 def _cell(summary: dict[str, Any], key: str) -> str:
@@ -450,9 +449,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def report(result: dict[str, Any], markdown: str | None) -> None:
-    """Prints the table and the targets; rewrites `markdown`'s table when given."""
+    """Prints the table and `result["targets"]`; rewrites `markdown`'s table when given."""
     print(table(result))
-    print(targets_text(result))
+    print(targets_text(result["targets"]))
     if markdown:
         rewrite_markdown(markdown, table(result))
 
@@ -464,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = [k for k in ("difficulties", "rows", "levels") if k not in result]
         if missing:
             raise ValueError(f"{options.output}: not a result of this script (no {missing})")
+        # Judged again from the figures: an older JSON has none, or by older rules.
+        result["targets"] = targets(result)
         report(result, options.markdown)
         return 0
     rows = [r for r in ROWS if r != "vlanet_best" or options.best_flagfile or options.best_flags]
@@ -485,9 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for level in options.difficulties:
         result["levels"][level] = run_level(level, options, rows, kept.get(level))
         result["seconds"] = time.perf_counter() - _START
+        result["targets"] = targets(result)  # n/a for the levels still to run
         files.write_json(options.output, result)
-    result["targets"] = targets(result)
-    files.write_json(options.output, result)
     report(result, options.markdown)
     log(f"done; {options.output}")
     return 0

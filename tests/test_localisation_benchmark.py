@@ -208,3 +208,14 @@ def test_report_refuses_a_json_that_is_not_a_result(tmp_path):
     other.write_text('{"R1@0.5": 3.0}')
     with pytest.raises(ValueError, match=r"other.json: not a result of this script"):
         localisation.main(["--report", f"--output={other}"])
+
+
+def test_a_resumed_runs_rewritten_epochs_replace_the_old_rows(tmp_path):
+    # Killed after epoch 2, resumed from epoch 0's backup: CSVLogger appends epochs 1
+    # and 2 again, and only their new rows are the run's.
+    (tmp_path / "history.csv").write_text(
+        "epoch,val_R1@0.5\n0,20.0\n1,30.0\n2,25.0\n1,22.0\n2,24.0\n"
+    )
+    assert localisation.val_course(str(tmp_path)) == {
+        "val_best": 24.0, "val_last": 24.0, "val_fall": 0.0
+    }

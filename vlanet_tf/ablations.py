@@ -55,7 +55,7 @@ def grid(base: ModelConfig) -> list[Variant]:
     if base.proposal_mode == "sliding":
         for stride in STRIDES:
             for windows in WINDOWS:
-                name = f"stride{stride}_w" + "-".join(str(w) for w in windows)
+                name = _sliding_name(stride, windows)
                 label = f"stride {stride}, windows ({', '.join(map(str, windows))})"
                 variants.append(
                     Variant(name, label, {"stride_frames": stride, "window_frames": windows})
@@ -96,11 +96,15 @@ def table3(
     return "\n".join(lines)
 
 
+def _sliding_name(stride: int, windows: Sequence[int]) -> str:
+    return f"stride{stride}_w" + "-".join(str(w) for w in windows)
+
+
 def full_model_name(base: ModelConfig) -> str:
     """The variant of `grid(base)` that is the flagfile's own model."""
     if base.proposal_mode != "sliding":
         return "full"
-    return f"stride{base.stride_frames}_w" + "-".join(str(w) for w in base.window_frames)
+    return _sliding_name(base.stride_frames, base.window_frames)
 
 
 def table3_order(metrics: Mapping[str, Mapping[str, float]], full: str, key: str) -> str | None:
@@ -141,6 +145,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
     from vlanet_tf import experiment, strategy, tuning
     from vlanet_tf.data import prepared
+    from vlanet_tf.evaluation.scoring import primary_metric
     from vlanet_tf.run_dir import RunDir
 
     strategy.configure_cpu_devices(FLAGS.num_cpu_devices)
@@ -191,7 +196,7 @@ def main(argv: Sequence[str]) -> None:
             trial_id=variant.name,
         )
     table = table3(rows, columns)
-    order = table3_order(by_name, full_model_name(base), "R1" if dataset == "didemo" else "R1@0.5")
+    order = table3_order(by_name, full_model_name(base), primary_metric(dataset))
     path = FLAGS.table or os.path.join(ablation_dir, "table3.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write(f"{dataset}, test split, best epoch on val:\n\n{table}\n")
